@@ -6,8 +6,8 @@ No `jax.config` is touched at import; enable float64 yourself where you need it
 (`jax.config.update("jax_enable_x64", True)` or `with jax.enable_x64(True):`).
 """
 
-from entropy_jax.info import entropy, entropy_from_logits, kl
+from entropy_jax.info import entropy, entropy_from_logits, kl, kl_from_log
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "entropy", "entropy_from_logits", "kl"]
+__all__ = ["__version__", "entropy", "entropy_from_logits", "kl", "kl_from_log"]

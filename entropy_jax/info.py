@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["entropy", "entropy_from_logits", "kl"]
+__all__ = ["entropy", "entropy_from_logits", "kl", "kl_from_log"]
 
 
 def _float(x: jax.Array) -> jax.Array:
@@ -84,3 +84,18 @@ def kl(q: jax.Array, q_hat: jax.Array, axis: int = -1) -> jax.Array:
     safe_q_hat = jnp.where(positive, q_hat, 1.0)
     # log(q / q̂) rather than log q - log q̂: no cancellation when q̂ ≈ q and the KL is tiny.
     return jnp.sum(jnp.where(positive, safe_q * jnp.log(safe_q / safe_q_hat), 0.0), axis=axis)
+
+
+def kl_from_log(q: jax.Array, log_q_hat: jax.Array, axis: int = -1) -> jax.Array:
+    """K[q, q̂] = Σ q (log q − log q̂) with the estimate given by its logarithm, in nats.
+
+    Use it when q̂ comes from an exponential family (e.g. MaxEnt's exp(−βz)/Z): its log is
+    exact even where q̂ itself underflows to 0, so the divergence stays finite and correct.
+    Terms with q = 0 are exactly 0.
+    """
+    q = _float(q)
+    log_q_hat = _float(log_q_hat)
+    q, log_q_hat = jnp.broadcast_arrays(q, log_q_hat)
+    positive = q > 0
+    safe_q = jnp.where(positive, q, 1.0)
+    return jnp.sum(jnp.where(positive, safe_q * (jnp.log(safe_q) - log_q_hat), 0.0), axis=axis)

@@ -16,6 +16,7 @@ from entropy_jax.estimators.maxent import (
     solve_beta,
 )
 from entropy_jax.estimators.priors import (
+    bump_valley_mixture,
     dirichlet,
     dirichlet_mixture,
     expected_kl_to_uniform,
@@ -40,6 +41,7 @@ __all__ = [
     "RiskProfile",
     "baseline_risk",
     "bayes_risk",
+    "bump_valley_mixture",
     "dirichlet",
     "dirichlet_mixture",
     "dirichlet_mixture_posterior_mean",

@@ -51,6 +51,7 @@ class MaxEntFit(NamedTuple):
 
     Attributes:
       q_hat: (..., n) the estimate (uniform where not `valid`).
+      log_q_hat: (..., n) its logarithm, exact where q_hat underflows (use it for the KL).
       multipliers: (...,) β for one moment, (..., d) λ for d moments, in the units of the
         original encoding: q̂_k ∝ exp(−β z_k), or ∝ exp(−Σ_j λ_j φ_jk).
       log_z: (...,) log partition function ln Σ_k exp(−β z_k) (original units).
@@ -60,6 +61,7 @@ class MaxEntFit(NamedTuple):
     """
 
     q_hat: jax.Array
+    log_q_hat: jax.Array
     multipliers: jax.Array
     log_z: jax.Array
     valid: jax.Array
@@ -204,7 +206,8 @@ def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> Max
     valid = converged & ~degenerate
     beta = jnp.where(valid, xi * beta, 0.0)
     q_hat, log_z = gibbs(beta, z)
-    return MaxEntFit(q_hat, beta, log_z, valid, n_iter)
+    log_q_hat = -beta[..., None] * z - log_z[..., None]
+    return MaxEntFit(q_hat, log_q_hat, beta, log_z, valid, n_iter)
 
 
 def maxent_first_moment(counts: jax.Array, z: jax.Array, *, max_iter: int = 100) -> MaxEntFit:
@@ -318,13 +321,17 @@ def maxent_moments(
         step = -jnp.linalg.solve(hess + 1e-12 * eye, grad[..., None])[..., 0]
         slope = jnp.sum(grad * step, -1)
 
+        # Armijo with a rounding slack: near the optimum f changes by less than its own
+        # rounding error, and a strict test would halve the step forever.
+        slack = 16 * eps * (1.0 + jnp.abs(f))
+
         def ls_cond(ls):
             s, f_new, k = ls
-            return jnp.any(active & (f_new > f + 1e-4 * s * slope)) & (k < 60)
+            return jnp.any(active & (f_new > f + 1e-4 * s * slope + slack)) & (k < 60)
 
         def ls_body(ls):
             s, f_new, k = ls
-            shrink = active & (f_new > f + 1e-4 * s * slope)
+            shrink = active & (f_new > f + 1e-4 * s * slope + slack)
             s = jnp.where(shrink, 0.5 * s, s)
             f_new, _ = dual(lam + s[..., None] * step)
             return s, f_new, k + 1
@@ -340,10 +347,12 @@ def maxent_moments(
     lam, _, grad, _, n_iter = lax.while_loop(cond, body, (lam0, f0, g0, h0, jnp.zeros((), jnp.int32)))
     valid = jnp.max(jnp.abs(grad), -1) <= tol
     lam = jnp.where(valid[..., None], lam, 0.0)
-    q_hat = jnp.exp(-lam @ v - jax.nn.logsumexp(-lam @ v, axis=-1, keepdims=True))
+    log_q_hat = -lam @ v - jax.nn.logsumexp(-lam @ v, axis=-1, keepdims=True)
     lam_orig = lam / scale[:, 0]  # exp(−λ·(φ−c)/s) = exp(−(λ/s)·φ) × const
     log_z = jax.nn.logsumexp(-lam_orig @ phi, axis=-1)
-    return MaxEntFit(q_hat, lam_orig, log_z, valid, jnp.broadcast_to(n_iter, batch))
+    return MaxEntFit(
+        jnp.exp(log_q_hat), log_q_hat, lam_orig, log_z, valid, jnp.broadcast_to(n_iter, batch)
+    )
 
 
 def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) -> MaxEntFit:
@@ -363,6 +372,7 @@ def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) 
     valid = fit.valid & ~degenerate
     n = m.shape[-1]
     q_hat = jnp.where(valid[..., None], fit.q_hat, 1.0 / n)
+    log_q_hat = jnp.where(valid[..., None], fit.log_q_hat, -jnp.log(n))
     # The fit's λ is on the features (u, u²), u = (z − c)/s; in the original encoding
     # λ_a u + λ_b u² = (λ_a/s − 2cλ_b/s²) z + (λ_b/s²) z² + const.
     _, c, s = standardize(z)
@@ -371,4 +381,4 @@ def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) 
     lam2 = lam_u[..., 1] / s**2
     lam = jnp.where(valid[..., None], jnp.stack([lam1, lam2], -1), 0.0)
     log_z = jax.nn.logsumexp(-(lam[..., :1] * z + lam[..., 1:] * z * z), axis=-1)
-    return MaxEntFit(q_hat, lam, log_z, valid, fit.n_iter)
+    return MaxEntFit(q_hat, log_q_hat, lam, log_z, valid, fit.n_iter)

@@ -20,6 +20,7 @@ from entropy_jax import _validate
 
 __all__ = [
     "DirichletMixture",
+    "bump_valley_mixture",
     "dirichlet",
     "dirichlet_mixture",
     "expected_kl_to_uniform",
@@ -97,6 +98,24 @@ def ordered_mixture(n: int = 60, alpha0: float = 0.3, eps: float = 1.1) -> dist.
     """
     a = linear_ramp(n, alpha0, eps)
     return dirichlet_mixture(jnp.array([0.5, 0.5]), jnp.stack([a, a[::-1]]))
+
+
+def bump_valley_mixture(n: int = 60, alpha0: float = 0.3, eps: float = 40.0) -> dist.MixtureSameFamily:
+    """½ Dir(α0 + ε(1 − g)) + ½ Dir(α0 + ε g), g_k = ((k − (n+1)/2) / ((n−1)/2))² ∈ [0, 1].
+
+    One component puts its mass in the middle of the ordered outcomes, the other at both ends:
+    structure that a first moment cannot see (both components are symmetric about the centre)
+    but a second moment can. Used to show when the second-moment constraint pays.
+    """
+    if int(n) < 3:
+        raise ValueError(f"`n` must be >= 3; got {n}.")
+    _validate.positive("alpha0", alpha0)
+    _validate.positive("eps", eps, allow_zero=True)
+    k = jnp.arange(int(n), dtype=jnp.result_type(float))
+    g = ((k - (n - 1) / 2) / ((n - 1) / 2)) ** 2
+    return dirichlet_mixture(
+        jnp.array([0.5, 0.5]), jnp.stack([alpha0 + eps * (1.0 - g), alpha0 + eps * g])
+    )
 
 
 def mixture_params(prior) -> DirichletMixture:

@@ -39,12 +39,13 @@ from entropy_jax.estimators.maxent import (
     _moments_1d,
     degenerate_first_moment,
     degenerate_two_moments,
+    maxent_shrunk,
     maxent_two_moments,
     solve_beta,
     standardize,
 )
 from entropy_jax.estimators.sampling import sample_counts
-from entropy_jax.info import entropy, kl
+from entropy_jax.info import entropy, kl, kl_from_log
 
 __all__ = [
     "RiskEstimate",
@@ -93,7 +94,7 @@ def ratio_estimate(sums: np.ndarray, counts: np.ndarray, n_samples: int) -> Risk
     if total == 0:
         return RiskEstimate(math.nan, math.nan, 0, excluded)
     mean = sums.sum() / total
-    if n < 2:
+    if n < 2 or not math.isfinite(mean):
         return RiskEstimate(float(mean), math.nan, int(total), excluded)
     resid = sums - mean * counts
     se = math.sqrt(np.sum(resid**2) / (n - 1) / n) / (total / n)
@@ -200,11 +201,12 @@ class _EstimatorKL:
 
     def __call__(self, q, counts, args):
         out = self.estimator(counts, *args)
-        if hasattr(out, "q_hat"):
-            q_hat, valid = out.q_hat, out.valid
+        if hasattr(out, "valid"):
+            valid = out.valid
+            k = kl_from_log(q, out.log_q_hat) if hasattr(out, "log_q_hat") else kl(q, out.q_hat)
         else:
-            q_hat, valid = out, jnp.ones(counts.shape[:-1], bool)
-        k = kl(q, q_hat)
+            valid = jnp.ones(counts.shape[:-1], bool)
+            k = kl(q, out)
         return jnp.sum(jnp.where(valid, k, 0.0)), jnp.sum(valid)
 
 
@@ -336,7 +338,7 @@ class _ProfileStat:
         }
         if self.two_moments:
             fit = maxent_two_moments(counts, z)
-            k2 = kl(q, fit.q_hat)
+            k2 = kl_from_log(q, fit.log_q_hat)
             out["maxent2_sum"] = jnp.sum(jnp.where(fit.valid, k2, 0.0))
             out["maxent2_kept"] = jnp.sum(fit.valid)
             out["maxent2_degenerate"] = jnp.sum(degenerate_two_moments(counts, z))
@@ -370,14 +372,6 @@ def _hermite_min(xs, f, df):
         t = cands[0] if cands else float(np.clip(-c / b, 0.0, 1.0))
     t = float(np.clip(t, 0.0, 1.0))
     return float(xs[j] + t * h), j, t
-
-
-def _hermite_eval(f_j, f_j1, d_j, d_j1, h, t):
-    h00 = 2 * t**3 - 3 * t**2 + 1
-    h10 = t**3 - 2 * t**2 + t
-    h01 = -2 * t**3 + 3 * t**2
-    h11 = t**3 - t**2
-    return h00 * f_j + h10 * h * d_j + h01 * f_j1 + h11 * h * d_j1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,35 +451,60 @@ class RiskProfile:
                 np.array([r.se for r in risks]))
 
     def maxent(self, xi: float = 1.0) -> RiskEstimate:
-        """Shrunk MaxEnt risk at ξ (exact on grid points, cubic Hermite in between)."""
-        xs = np.asarray(self.xi_grid)
-        if not xs[0] <= xi <= xs[-1]:
-            raise ValueError(f"`xi` = {xi} is outside the profile's grid [{xs[0]}, {xs[-1]}].")
-        k, dk = self.stats["maxent_k"], self.stats["maxent_dk"]
-        hit = np.flatnonzero(np.isclose(xs, xi, rtol=0, atol=1e-12))
-        if hit.size:
-            sums = k[:, hit[0]]
-        else:
-            j = min(int(np.searchsorted(xs, xi)) - 1, len(xs) - 2)
-            h = xs[j + 1] - xs[j]
-            t = (xi - xs[j]) / h
-            sums = _hermite_eval(k[:, j], k[:, j + 1], dk[:, j], dk[:, j + 1], h, t)
-        return ratio_estimate(sums, self.stats["maxent_kept"], self.n_samples)
+        """Shrunk-MaxEnt risk at a grid point ξ (exact; ξ = 1 is plain first-moment MaxEnt).
+
+        For any other ξ use `bayes_risk(maxent_shrunk, ..., args=(z, ξ))` with the same key:
+        it sees the same draws.
+        """
+        hit = np.flatnonzero(np.isclose(np.asarray(self.xi_grid), xi, rtol=0, atol=1e-12))
+        if not hit.size:
+            raise ValueError(f"`xi` = {xi} is not on the profile's grid {self.xi_grid}.")
+        return ratio_estimate(self.stats["maxent_k"][:, hit[0]], self.stats["maxent_kept"], self.n_samples)
+
+    def _grid_best(self) -> tuple[float, np.ndarray]:
+        total = self.stats["maxent_kept"].sum()
+        j = int(np.argmin(self.stats["maxent_k"].sum(0) / max(total, 1)))
+        return self.xi_grid[j], self.stats["maxent_k"][:, j]
 
     def xi_opt(self) -> float:
-        """ξ minimising the Monte-Carlo shrunk-MaxEnt risk (the curve is convex in ξ)."""
-        total = self.stats["maxent_kept"].sum()
-        if total == 0:
+        """ξ minimising the Monte-Carlo shrunk-MaxEnt risk.
+
+        The candidate is the minimum of the cubic Hermite interpolant of the grid values and
+        derivatives (the curve is convex in ξ); `risk_profile` then evaluates the risk at the
+        candidate exactly, and the candidate is kept only if it beats every grid point.
+        """
+        if self.stats["maxent_kept"].sum() == 0:
             return math.nan
-        f = self.stats["maxent_k"].sum(0) / total
-        df = self.stats["maxent_dk"].sum(0) / total
-        return _hermite_min(self.xi_grid, f, df)[0]
+        best_xi, best_sums = self._grid_best()
+        if "maxent_opt_sum" in self.stats:
+            kept = self.stats["maxent_kept"].sum()
+            if self.stats["maxent_opt_sum"].sum() / kept <= best_sums.sum() / kept:
+                return float(self.stats["xi_candidate"][0])
+        return float(best_xi)
+
+    def maxent_opt(self) -> RiskEstimate:
+        """Shrunk-MaxEnt risk at `xi_opt()`, evaluated exactly."""
+        xi = self.xi_opt()
+        if "maxent_opt_sum" in self.stats and xi == float(self.stats["xi_candidate"][0]):
+            return ratio_estimate(self.stats["maxent_opt_sum"], self.stats["maxent_opt_kept"], self.n_samples)
+        return self.maxent(xi)
 
     def maxent2(self) -> RiskEstimate:
         """Two-moment MaxEnt risk (requires `two_moments=True`)."""
         if "maxent2_sum" not in self.stats:
             raise ValueError("this profile was computed with two_moments=False.")
         return ratio_estimate(self.stats["maxent2_sum"], self.stats["maxent2_kept"], self.n_samples)
+
+
+def xi_grid(xi_step: float = 0.1, xi_max: float = 1.5) -> tuple[float, ...]:
+    """The shrinkage grid ξ_j = j·xi_step ≤ xi_max; 1/xi_step must be an integer (ξ = 1 on it)."""
+    per_unit = 1.0 / xi_step if xi_step > 0 else math.inf
+    if not (xi_step > 0 and abs(per_unit - round(per_unit)) < 1e-9 and xi_max >= 1.0):
+        raise ValueError(
+            f"`xi_step` must be 1/k for an integer k and `xi_max` >= 1; got {xi_step}, {xi_max}."
+        )
+    n_xi = int(math.floor(xi_max / xi_step + 1e-9)) + 1
+    return tuple(round(j * xi_step, 12) for j in range(n_xi))
 
 
 def risk_profile(
@@ -499,6 +518,7 @@ def risk_profile(
     xi_step: float = 0.1,
     xi_max: float = 1.5,
     two_moments: bool = False,
+    refine_xi: bool = True,
     chunk_priors: int | None = None,
     max_count: int | None = None,
     progress: bool | str = False,
@@ -515,27 +535,23 @@ def risk_profile(
         (1/xi_step must be an integer so that ξ = 1, plain MaxEnt, is on it), with dK/dξ, and
         ξ_opt is the minimum of the cubic Hermite interpolant of that convex curve.
       two_moments: also evaluate two-moment MaxEnt (slower: a 2-D Newton per sample).
+      refine_xi: evaluate shrunk MaxEnt exactly at the interpolated ξ_opt in a second pass
+        over the same draws (about a third of the first pass's cost).
       chunk_priors, max_count, progress: as in `monte_carlo` (pass the largest M of a scan as
         `max_count` to compile once for the whole scan).
 
     Returns:
       `RiskProfile` with methods baseline(), bayes_true(), bayes_single(), ml(b), b_opt(),
-      maxent(ξ), xi_opt(), maxent_curve(), maxent2().
+      maxent(ξ on the grid), xi_opt(), maxent_opt(), maxent_curve(), maxent2().
     """
     log_w, alphas = priors_lib.mixture_params(prior)
     n = alphas.shape[-1]
     dtype = alphas.dtype
     z = jnp.arange(1, n + 1, dtype=dtype) if z is None else jnp.asarray(z, dtype)
     _validate.encoding("z", z, n)
-    per_unit = 1.0 / xi_step if xi_step > 0 else math.inf
-    if not (xi_step > 0 and abs(per_unit - round(per_unit)) < 1e-9 and xi_max >= 1.0):
-        raise ValueError(
-            f"`xi_step` must be 1/k for an integer k and `xi_max` >= 1; got {xi_step}, {xi_max}."
-        )
-    n_xi = int(math.floor(xi_max / xi_step + 1e-9)) + 1
-    xi_grid = tuple(round(j * xi_step, 12) for j in range(n_xi))
+    grid = xi_grid(xi_step, xi_max)
     max_count = int(total_count) if max_count is None else int(max_count)
-    stat = _ProfileStat(max_count, float(xi_step), n_xi, bool(two_moments))
+    stat = _ProfileStat(max_count, float(xi_step), len(grid), bool(two_moments))
     aux = (z, log_w, alphas, priors_lib.mean_concentration(prior))
     stats = monte_carlo(
         stat,
@@ -549,4 +565,28 @@ def risk_profile(
         max_count=max_count,
         progress=progress,
     )
-    return RiskProfile(int(total_count), int(n_samples), int(n), xi_grid, stats)
+    kept = stats["maxent_kept"].sum()
+    if refine_xi and kept > 0:
+        candidate, _, _ = _hermite_min(
+            grid, stats["maxent_k"].sum(0) / kept, stats["maxent_dk"].sum(0) / kept
+        )
+        if not np.any(np.isclose(grid, candidate, rtol=0, atol=1e-12)):
+            # Second pass, same key: the same draws, so the value is exact for this ξ.
+            opt_sum, opt_kept = monte_carlo(
+                _EstimatorKL(maxent_shrunk),
+                prior,
+                total_count,
+                key=key,
+                n_priors=n_priors,
+                n_samples=n_samples,
+                aux=(z, jnp.asarray(candidate, dtype)),
+                chunk_priors=chunk_priors,
+                max_count=max_count,
+                progress=f"{progress} ξ_opt" if isinstance(progress, str) else progress,
+            )
+            stats = stats | {
+                "maxent_opt_sum": opt_sum,
+                "maxent_opt_kept": opt_kept,
+                "xi_candidate": np.full(n_priors, candidate),
+            }
+    return RiskProfile(int(total_count), int(n_samples), int(n), grid, stats)

@@ -14,15 +14,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from entropy_jax.estimators import priors as priors_lib
-from entropy_jax.estimators.risk import RiskProfile, baseline_risk, risk_profile
+from entropy_jax.estimators.risk import RiskProfile, baseline_risk, risk_profile, xi_grid
 
 __all__ = [
     "PUBLISHED_TABLE1",
+    "REGIME_MS",
     "TABLE1_MS",
     "encoding",
+    "encoding_regime",
+    "near_uniform_regime",
     "profile_row",
+    "second_moment_regime",
     "table1",
 ]
+
+REGIME_MS: tuple[int, ...] = (3, 7, 15, 35)
 
 TABLE1_MS: tuple[int, ...] = (35, 25, 15, 11, 7, 5, 3, 1)
 
@@ -102,8 +108,10 @@ def profile_row(profile: RiskProfile, *, with_maxent: bool = True) -> dict[str, 
     }
     if with_maxent:
         xi = profile.xi_opt()
-        me1, shrunk = profile.maxent(1.0), profile.maxent(xi)
+        me1, shrunk = profile.maxent(1.0), profile.maxent_opt()
+        _, curve, _ = profile.maxent_curve()
         row.update(
+            xi_risk=[_num(v) for v in curve],
             maxent1=_num(me1.mean),
             maxent1_se=_num(me1.se),
             maxent1_shrunk=_num(shrunk.mean),
@@ -124,6 +132,8 @@ def table1(
     eps: float = 1.1,
     z: Iterable[float] | None = None,
     maxent_min_m: int = 2,
+    xi_step: float = 0.1,
+    xi_max: float = 1.5,
     done: dict[int, dict] | None = None,
     on_row=None,
     progress: bool = False,
@@ -143,6 +153,7 @@ def table1(
       z: encodings for MaxEnt (default z_k = k).
       maxent_min_m: MaxEnt entries are null below this M (the paper omits M = 1, where every
         edge sample is degenerate).
+      xi_step, xi_max: the ξ grid of shrunk MaxEnt (see `risk_profile`).
       done: rows already computed (keyed by M), e.g. from an interrupted run; they are reused.
       on_row: callback(row) after each new row (for checkpointing).
       progress: tqdm bars.
@@ -162,7 +173,8 @@ def table1(
             continue
         profile = risk_profile(
             prior, m, z=zz, key=key, n_priors=n_priors, n_samples=n_samples,
-            max_count=max_m, progress=f"M={m}" if progress else False,
+            max_count=max_m, xi_step=xi_step, xi_max=xi_max,
+            progress=f"M={m}" if progress else False,
         )
         row = profile_row(profile, with_maxent=m >= maxent_min_m)
         if on_row is not None:
@@ -174,9 +186,138 @@ def table1(
         "baseline_se": baseline.se,
         "baseline_exact": float(priors_lib.expected_kl_to_uniform(prior)),
         "rows": rows,
+        "xi_grid": list(xi_grid(xi_step, xi_max)),
         "settings": {
             "n_priors": n_priors, "n_samples": n_samples, "seed": seed, "n": n,
             "alpha0": alpha0, "eps": eps, "ms": list(ms),
             "z": "linear" if z is None else [float(v) for v in np.asarray(list(z))],
         },
     }
+
+
+def _point(profile: RiskProfile, **labels) -> dict[str, object]:
+    """A regime data point: labels, baseline and the estimators that matter there."""
+    row = profile_row(profile)
+    point = dict(labels)
+    point["M"] = profile.total_count
+    point["baseline"] = profile.baseline().mean
+    for key in ("bayes_mixture", "ml_bopt", "b_opt", "maxent1", "maxent1_se", "maxent1_shrunk",
+                "xi_opt", "maxent_excluded"):
+        point[key] = row[key]
+    if "maxent2_sum" in profile.stats:
+        m2 = profile.maxent2()
+        point.update(maxent2=_num(m2.mean), maxent2_se=_num(m2.se), maxent2_excluded=m2.n_excluded)
+    return point
+
+
+def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress):
+    """Runs (key, labels, prior, M, z, two_moments) jobs with one key (common random numbers)."""
+    key = jax.random.key(seed)
+    max_m = max(job[3] for job in jobs)
+    points = []
+    for name, labels, prior, m, z, two in jobs:
+        if done and name in done:
+            points.append(done[name])
+            continue
+        profile = risk_profile(
+            prior, m, z=None if z is None else jnp.asarray(z), key=key, n_priors=n_priors,
+            n_samples=n_samples, max_count=max_m, two_moments=two,
+            progress=name if progress else False,
+        )
+        point = _point(profile, **labels)
+        if on_point is not None:
+            on_point(name, point)
+        points.append(point)
+    return points
+
+
+def near_uniform_regime(
+    *,
+    alphas: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+    ms: Sequence[int] = REGIME_MS,
+    n: int = 60,
+    n_priors: int = 200,
+    n_samples: int = 100,
+    seed: int = 0,
+    done: dict | None = None,
+    on_point=None,
+    progress: bool = False,
+) -> dict[str, object]:
+    """Regime (a): true worlds from symmetric Dir(α); large α means near-uniform q.
+
+    The first moment carries no information about such q, so first-moment MaxEnt injects
+    spurious structure: its risk exceeds the uniform baseline in sparse samples, increasingly so
+    as α grows, while ML and Bayes never do worse than the baseline.
+    """
+    jobs = [
+        (f"alpha={a}/M={m}", {"alpha": float(a)}, priors_lib.symmetric_dirichlet(a, n), m, None, False)
+        for a in alphas for m in ms
+    ]
+    points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
+                         on_point=on_point, progress=progress)
+    return {"n": n, "ms": list(ms), "alphas": [float(a) for a in alphas], "points": points,
+            "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed}}
+
+
+def encoding_regime(
+    *,
+    kinds: Sequence[str] = ("linear", "log", "cubic", "exp", "permuted"),
+    ms: Sequence[int] = REGIME_MS,
+    n: int = 60,
+    alpha0: float = 0.3,
+    eps: float = 1.1,
+    n_priors: int = 200,
+    n_samples: int = 100,
+    seed: int = 0,
+    done: dict | None = None,
+    on_point=None,
+    progress: bool = False,
+) -> dict[str, object]:
+    """Regime (b): the Table 1 prior, MaxEnt under different numeric encodings z of the outcomes.
+
+    Bayes and ML do not use z, so their risks are the same for every encoding; first-moment
+    MaxEnt changes with z, and misaligned encodings (permuted, or strongly nonlinear) make it
+    worse than the uniform baseline.
+    """
+    prior = priors_lib.ordered_mixture(n, alpha0, eps)
+    jobs = [
+        (f"z={k}/M={m}", {"encoding": k}, prior, m, encoding(k, n, seed=seed), False)
+        for k in kinds for m in ms
+    ]
+    points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
+                         on_point=on_point, progress=progress)
+    return {"n": n, "ms": list(ms), "encodings": list(kinds), "points": points,
+            "baseline_exact": float(priors_lib.expected_kl_to_uniform(prior)),
+            "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed,
+                         "alpha0": alpha0, "eps": eps}}
+
+
+def second_moment_regime(
+    *,
+    ms: Sequence[int] = REGIME_MS,
+    n: int = 60,
+    n_priors: int = 200,
+    n_samples: int = 100,
+    seed: int = 0,
+    done: dict | None = None,
+    on_point=None,
+    progress: bool = False,
+) -> dict[str, object]:
+    """Regime (c): first- vs first-and-second-moment MaxEnt under two priors.
+
+    Under the ordered (Table 1) prior the second constraint only adds noise; under the
+    bump/valley prior, whose structure is invisible to the mean, it is what makes MaxEnt useful —
+    once M is large enough to estimate it.
+    """
+    named = {
+        "ordered mixture (Table 1)": priors_lib.ordered_mixture(n),
+        "bump/valley mixture": priors_lib.bump_valley_mixture(n),
+    }
+    jobs = [
+        (f"{name}/M={m}", {"prior": name}, prior, m, None, True)
+        for name, prior in named.items() for m in ms
+    ]
+    points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
+                         on_point=on_point, progress=progress)
+    return {"n": n, "ms": list(ms), "priors": list(named), "points": points,
+            "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed}}
