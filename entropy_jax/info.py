@@ -82,7 +82,7 @@ def kl(q: jax.Array, q_hat: jax.Array, axis: int = -1) -> jax.Array:
     positive = q > 0
     safe_q = jnp.where(positive, q, 1.0)
     safe_q_hat = jnp.where(positive, q_hat, 1.0)
-    # log(q / q̂) rather than log q - log q̂: no cancellation when q̂ ≈ q and the KL is tiny.
+    # One log of the ratio: half the transcendental work of log q − log q̂.
     return jnp.sum(jnp.where(positive, safe_q * jnp.log(safe_q / safe_q_hat), 0.0), axis=axis)
 
 

@@ -100,12 +100,16 @@ def markdown(table: dict, *, published: dict | None = study.PUBLISHED_TABLE1) ->
     return "\n".join(lines) + "\n"
 
 
+def run_settings(config: Config) -> dict:
+    """The settings that determine the numbers (a saved partial run is reused only if equal)."""
+    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
+
+
 def main(config: Config) -> dict:
     """Computes Table 1 and writes its JSON, Markdown and figures; returns the table dict."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
-    partial = Partial(out / "table1.partial.json", settings, resume=config.resume)
+    partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
     done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
     with jax.enable_x64(True):
         table = study.table1(

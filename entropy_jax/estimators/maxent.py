@@ -86,6 +86,15 @@ def standardize(z: jax.Array) -> Standardized:
     return Standardized(u, center, scale)
 
 
+def _log_gibbs(beta: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # Exponents relative to the extreme that dominates: w = −β (z − z_ref) ≤ 0 with max 0, so
+    # no large numbers cancel even when z has a large offset (q then sums to 1 to rounding).
+    z_ref = jnp.where(beta >= 0, jnp.min(z), jnp.max(z))
+    w = -beta[..., None] * (z - z_ref[..., None])
+    log_norm = jnp.log(jnp.sum(jnp.exp(w), axis=-1))
+    return w - log_norm[..., None], log_norm - beta * z_ref
+
+
 def gibbs(beta: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     """q_k = exp(−β z_k) / Z(β) and ln Z(β), computed stably.
 
@@ -96,9 +105,8 @@ def gibbs(beta: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     Returns:
       (q, log_z) with shapes (..., n) and (...,).
     """
-    w = -beta[..., None] * z
-    log_z = jax.nn.logsumexp(w, axis=-1)
-    return jnp.exp(w - log_z[..., None]), log_z
+    log_q, log_z = _log_gibbs(jnp.asarray(beta), jnp.asarray(z))
+    return jnp.exp(log_q), log_z
 
 
 def _moments_1d(gamma: jax.Array, u: jax.Array):
@@ -205,9 +213,8 @@ def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> Max
     beta, converged, n_iter = solve_beta(jnp.where(degenerate, jnp.mean(z), mu), z, max_iter=max_iter)
     valid = converged & ~degenerate
     beta = jnp.where(valid, xi * beta, 0.0)
-    q_hat, log_z = gibbs(beta, z)
-    log_q_hat = -beta[..., None] * z - log_z[..., None]
-    return MaxEntFit(q_hat, log_q_hat, beta, log_z, valid, n_iter)
+    log_q_hat, log_z = _log_gibbs(beta, z)
+    return MaxEntFit(jnp.exp(log_q_hat), log_q_hat, beta, log_z, valid, n_iter)
 
 
 def maxent_first_moment(counts: jax.Array, z: jax.Array, *, max_iter: int = 100) -> MaxEntFit:

@@ -130,6 +130,7 @@ def monte_carlo(
     aux: Any = (),
     chunk_priors: int | None = None,
     max_count: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool | str = False,
 ) -> Any:
     """Evaluates a per-prior statistic over N prior draws, chunked.
@@ -149,6 +150,9 @@ def monte_carlo(
       max_count: static bound on M. By default M itself is static (one compilation per
         (stat, M, S, chunk, shapes)); with a bound, M is traced and every M ≤ max_count shares
         one compilation (the M draws of each sample are the first M of max_count).
+      mesh: a device mesh; each chunk's prior draws are split over its first axis (data
+        parallel; the chunk is rounded up to a multiple of that axis). Draws are keyed by
+        their index, so the result equals the unsharded one.
       progress: show a tqdm bar; a string sets its description.
 
     Returns:
@@ -161,9 +165,14 @@ def monte_carlo(
         raise ValueError(f"`total_count` = {total_count} exceeds `max_count` = {max_count}.")
     if int(n_priors) < 1 or int(n_samples) < 1:
         raise ValueError(f"`n_priors` and `n_samples` must be >= 1; got {n_priors}, {n_samples}.")
-    n = int(prior.event_shape[-1])
     chunk = int(chunk_priors or _default_chunk(n_samples))
     chunk = max(1, min(chunk, n_priors))
+    placement = None
+    if mesh is not None:
+        axis = mesh.axis_names[0]
+        width = mesh.shape[axis]
+        chunk = -(-chunk // width) * width
+        placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
     prior_key, sample_key = jax.random.split(key)
     outs = []
     starts = range(0, n_priors, chunk)
@@ -175,14 +184,17 @@ def monte_carlo(
         leave=False,
     )
     for start in bar:
-        ids = np.minimum(np.arange(start, start + chunk), n_priors - 1)
+        ids = jnp.asarray(np.minimum(np.arange(start, start + chunk), n_priors - 1), jnp.uint32)
+        if placement is not None:
+            # The jitted program follows its input's sharding: prior draws split over devices.
+            ids = jax.device_put(ids, placement)
         kept = min(chunk, n_priors - start)
         out = _chunk_stats(
             prior,
             aux,
             prior_key,
             sample_key,
-            jnp.asarray(ids, jnp.uint32),
+            ids,
             jnp.asarray(int(total_count), jnp.int32),
             stat=stat,
             max_count=max_count,
@@ -221,6 +233,7 @@ def bayes_risk(
     args: tuple = (),
     chunk_priors: int | None = None,
     max_count: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool | str = False,
 ) -> RiskEstimate:
     """Bayes risk ⟨K[q, q̂]⟩ of any estimator under a prior, with its standard error.
@@ -230,7 +243,7 @@ def bayes_risk(
         `.valid` mask (e.g. `MaxEntFit`); invalid samples are excluded and counted.
       prior: NumPyro distribution over the simplex.
       total_count: M, the sample length.
-      key, n_priors, n_samples, chunk_priors, max_count, progress: as in `monte_carlo`.
+      key, n_priors, n_samples, chunk_priors, max_count, mesh, progress: as in `monte_carlo`.
       args: extra array arguments of the estimator (e.g. `(z,)` or `(alpha,)`).
 
     Returns:
@@ -250,6 +263,7 @@ def bayes_risk(
         aux=tuple(args),
         chunk_priors=chunk_priors,
         max_count=max_count,
+        mesh=mesh,
         progress=progress,
     )
     return ratio_estimate(sums, counts, n_samples)
@@ -521,6 +535,7 @@ def risk_profile(
     refine_xi: bool = True,
     chunk_priors: int | None = None,
     max_count: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool | str = False,
 ) -> RiskProfile:
     """Every Chapter-1 estimator's Bayes risk at one sample length M, in one Monte-Carlo pass.
@@ -537,8 +552,8 @@ def risk_profile(
       two_moments: also evaluate two-moment MaxEnt (slower: a 2-D Newton per sample).
       refine_xi: evaluate shrunk MaxEnt exactly at the interpolated ξ_opt in a second pass
         over the same draws (about a third of the first pass's cost).
-      chunk_priors, max_count, progress: as in `monte_carlo` (pass the largest M of a scan as
-        `max_count` to compile once for the whole scan).
+      chunk_priors, max_count, mesh, progress: as in `monte_carlo` (pass the largest M of a
+        scan as `max_count` to compile once for the whole scan).
 
     Returns:
       `RiskProfile` with methods baseline(), bayes_true(), bayes_single(), ml(b), b_opt(),
@@ -563,6 +578,7 @@ def risk_profile(
         aux=aux,
         chunk_priors=chunk_priors,
         max_count=max_count,
+        mesh=mesh,
         progress=progress,
     )
     kept = stats["maxent_kept"].sum()
@@ -582,6 +598,7 @@ def risk_profile(
                 aux=(z, jnp.asarray(candidate, dtype)),
                 chunk_priors=chunk_priors,
                 max_count=max_count,
+                mesh=mesh,
                 progress=f"{progress} ξ_opt" if isinstance(progress, str) else progress,
             )
             stats = stats | {

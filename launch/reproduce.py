@@ -1,0 +1,141 @@
+"""Writes OUT/REPORT.md: every chapter's tables and figures, from the embedded defaults.
+
+Commands:
+
+    python -m launch.reproduce --quick --out results/   # `make demo`: minutes on 2 CPU cores
+    python -m launch.reproduce --out results/           # the paper-size settings
+
+Runtime on 2 CPU cores: --quick about 1 minute (Chapter 1: Table 1 at the paper's 10² × 10²,
+regimes at reduced size); full about 2 minutes. Each chapter is a function below that runs its
+launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
+theirs to SECTIONS. Figures are PNGs next to the report, so REPORT.md renders on GitHub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import tyro
+
+import entropy_jax
+from entropy_jax.estimators import study
+from launch import maxent_regimes, maxent_table1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    quick: bool = False
+    """Reduced sizes that finish in minutes on 2 CPU cores (Table 1 stays at the paper's size)."""
+    out: Path = Path("results")
+    seed: int = 0
+    progress: bool = True
+
+
+def chapter1(config: Config) -> str:
+    """Chapter 1: Table 1 and the three regimes around it."""
+    out = config.out / "maxent"
+    t0 = time.perf_counter()
+    table = maxent_table1.main(
+        maxent_table1.Config(priors=100, samples=100, seed=config.seed, out=out, progress=config.progress)
+    )
+    t_table = time.perf_counter() - t0
+    if config.quick:
+        regimes_cfg = maxent_regimes.Config(
+            priors=60, samples=50, seed=config.seed, out=out, progress=config.progress,
+            alphas=(0.1, 1.0, 10.0, 100.0),
+        )
+    else:
+        regimes_cfg = maxent_regimes.Config(priors=200, samples=100, seed=config.seed, out=out,
+                                            progress=config.progress)
+    t0 = time.perf_counter()
+    regimes = maxent_regimes.main(regimes_cfg)
+    t_regimes = time.perf_counter() - t0
+
+    rows = {r["M"]: r for r in table["rows"]}
+    cols = study.PUBLISHED_TABLE1["columns"]
+    worst = max(
+        abs(rows[m][c] - v)
+        for m, pub in study.PUBLISHED_TABLE1["rows"].items() if m in rows
+        for c, v in zip(cols, pub) if v is not None and c != "xi_opt" and rows[m][c] is not None
+    )
+    nu = regimes["near_uniform"]
+    worst_nu = max(p["maxent1"] / p["baseline"] for p in nu["points"] if p["maxent1"] is not None)
+    lines = [
+        "## Chapter 1 — Validity limits of the maximum-entropy method",
+        "",
+        "Forward-KL Bayes risk ⟨K[q, q̂]⟩ (nats) of categorical estimators, by Monte Carlo over prior "
+        "draws × multinomial samples (`entropy_jax.estimators.risk_profile`, float64, one XLA "
+        "program for all M). Reproduce with `python -m launch.maxent_table1 --priors 100 --samples 100 "
+        "--seed 0 --out results/maxent` and `python -m launch.maxent_regimes --out results/maxent`.",
+        "",
+        f"### Table 1 (paper size, {t_table:.0f} s)",
+        "",
+        f"Largest difference to the published risks: {worst:.3f} nats (acceptance: 0.015).",
+        "",
+        maxent_table1.markdown(table),
+        "![Bayes risk against M](maxent/risk_vs_M.png)",
+        "",
+        "![Shrunk MaxEnt risk against ξ](maxent/xi_curves.png)",
+        "",
+        f"### Regimes around Table 1 ({regimes_cfg.priors} priors × {regimes_cfg.samples} samples, "
+        f"{t_regimes:.0f} s)",
+        "",
+        "(a) Near-uniform worlds, symmetric Dir(α): first-moment MaxEnt injects structure the world "
+        f"does not have and loses to the uniform baseline, by up to {worst_nu:.0f}× here; shrinkage "
+        "with the optimal ξ only recovers the baseline. (b) Encodings: Bayes and ML ignore z; "
+        "MaxEnt under a permuted or strongly nonlinear encoding is worse than the baseline. (c) A "
+        "second-moment constraint adds noise under the ordered prior and pays under the bump/valley "
+        "prior once M ≳ 15.",
+        "",
+        maxent_regimes.markdown(regimes),
+        "![Near-uniform regime](maxent/near_uniform.png)",
+        "",
+        "![Encodings](maxent/encodings.png)",
+        "",
+        "![Second moment](maxent/second_moment.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+SECTIONS: list[tuple[str, Callable[[Config], str]]] = [
+    ("Chapter 1", chapter1),
+]
+
+
+def main(config: Config) -> Path:
+    """Runs every section and writes OUT/REPORT.md; returns its path."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(config, out=out)
+    started = time.perf_counter()
+    sections = []
+    for name, section in SECTIONS:
+        print(f"[reproduce] {name} …", flush=True)
+        sections.append(section(config))
+    elapsed = time.perf_counter() - started
+    header = [
+        "# entropy_jax — report",
+        "",
+        f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
+        f"`python -m launch.reproduce{' --quick' if config.quick else ''} --out {config.out}` "
+        f"in {elapsed:.0f} s.",
+        "",
+        f"entropy_jax {entropy_jax.__version__}, jax {jax.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()} with {jax.device_count()} {jax.devices()[0].platform.upper()} device(s).",
+        "",
+    ]
+    report = out / "REPORT.md"
+    report.write_text("\n".join(header + sections))
+    return report
+
+
+if __name__ == "__main__":
+    path = main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    print(f"[reproduce] wrote {path}")

@@ -1,0 +1,57 @@
+"""Executes the Colab notebooks end to end at tiny size, so that they cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parents[1]
+COLAB = ROOT / "colab"
+
+
+def _execute(name: str, out: Path, monkeypatch) -> "nbformat.NotebookNode":
+    # The kernel subprocess inherits the test process's environment.
+    monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_TINY", "1")
+    monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_OUT", str(out))
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    nb = nbformat.read(COLAB / name, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}
+    )
+    client.execute()
+    return nb
+
+
+def _outputs(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_maxent_validity_notebook(tmp_path, monkeypatch):
+    nb = _execute("01_maxent_validity.ipynb", tmp_path, monkeypatch)
+    outputs = _outputs(nb)
+
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 5, f"only {len(images)} figures displayed"
+    markdowns = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("| M |" in m for m in markdowns), "Table 1 was not displayed"
+
+    table = json.loads((tmp_path / "table1.json").read_text())
+    rows = table["rows"]
+    assert len(rows) == 4
+    assert {r["M"] for r in rows} == {35, 7, 3, 1}
+    for r in rows:
+        assert (r["maxent1"] is None) == (r["M"] == 1), r
+
+    regimes = json.loads((tmp_path / "regimes.json").read_text())
+    assert set(regimes) == {"near_uniform", "encodings", "moments"}
+    for result in regimes.values():
+        assert result["points"]
