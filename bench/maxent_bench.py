@@ -22,8 +22,9 @@ Command (from the repository root)::
 
     .venv/bin/python -m bench.maxent_bench
 
-Expected runtime on a 2-core machine: ~20 s for NumPy, ~10 s for the two JAX calls at
-100 × 100, plus a few minutes for the 10⁴ × 10³ table (``--skip-big``: well under a minute).
+Expected runtime on an idle 2-core machine: ~25 s for NumPy and ~12 s for the two JAX calls
+at 100 × 100, plus ~5.5 min for the 10⁴ × 10³ table; about 6.5 min in all (``--skip-big``:
+under a minute).  Other load on the machine stretches the wall times.
 """
 
 from __future__ import annotations
@@ -206,7 +207,9 @@ def format_rows(result: dict, with_se: bool) -> list[str]:
         if v is None:
             return "—"
         se = row.get(f"{col}_se")
-        return f"{v:.{prec}f} ± {se:.{prec}f}" if with_se and se is not None else f"{v:.{prec}f}"
+        # One more digit on the SE: at 10⁴ × 10³ it is ~1e-4 or below.
+        return (f"{v:.{prec}f} ± {se:.{prec + 1}f}" if with_se and se is not None
+                else f"{v:.{prec}f}")
 
     cols = ("bayes_mixture", "bayes_single", "ml_bopt", "b_opt", "ml_b1", "maxent1",
             "maxent1_shrunk", "xi_opt")
