@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
 
 def _clean(x: Any) -> Any:
     """JSON-safe copy: NaN/inf become null, tuples lists, NumPy scalars Python numbers."""
@@ -49,3 +52,11 @@ class Partial:
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def data_mesh() -> jax.sharding.Mesh | None:
+    """A 1-D ("data",) mesh over every device of the default backend, or None for one device."""
+    devices = jax.devices()
+    if len(devices) < 2:
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("data",))

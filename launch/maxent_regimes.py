@@ -28,7 +28,7 @@ import tyro
 
 from entropy_jax import plots
 from entropy_jax.estimators import study
-from launch._common import Partial, read_json, write_json
+from launch._common import Partial, data_mesh, read_json, write_json
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
@@ -106,7 +106,7 @@ def main(config: Config) -> dict:
     settings = dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None, "regime": None}
     partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
     common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
-                  done=partial.rows, on_point=partial.put, progress=config.progress)
+                  done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
     results = read_json(out / "regimes.json") or {}
     plt = plots._plt()
     with jax.enable_x64(True):

@@ -25,7 +25,7 @@ import tyro
 
 from entropy_jax import plots
 from entropy_jax.estimators import study
-from launch._common import Partial, write_json
+from launch._common import Partial, data_mesh, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +122,7 @@ def main(config: Config) -> dict:
             eps=config.eps,
             done=done,
             on_row=lambda row: partial.put(row["M"], row),
+            mesh=data_mesh(),
             progress=config.progress,
         )
     write_json(out / "table1.json", table)

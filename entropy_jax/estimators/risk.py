@@ -14,9 +14,9 @@ ratio Σ K / Σ 1 over the pairs kept; its error uses the delta method for ratio
 
 `risk_profile` computes, in one pass, every estimator of Chapter 1: the Bayes estimator of
 the true prior, the collapsed single-Dirichlet Bayes estimator, regularised ML for every b (via
-the exact sufficient statistic Σ_{k: m_k = c} q_k), first-moment MaxEnt on a ξ grid with
-derivatives (so ξ_opt comes from cubic Hermite interpolation of a convex curve), optionally
-two-moment MaxEnt, and the uniform baseline.
+the exact sufficient statistic Σ_{k: m_k = c} q_k), first-moment MaxEnt and its shrunk form for
+every ξ (via each pair's multiplier: K_ξ = −H(q) + ξγ⟨u⟩_q + ln Z_u(ξγ)), optionally two-moment
+MaxEnt, and the uniform baseline.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 from tqdm.auto import tqdm
 
 from entropy_jax import _validate
@@ -39,7 +40,6 @@ from entropy_jax.estimators.maxent import (
     _moments_1d,
     degenerate_first_moment,
     degenerate_two_moments,
-    maxent_shrunk,
     maxent_two_moments,
     solve_beta,
     standardize,
@@ -145,8 +145,8 @@ def monte_carlo(
       n_priors: N, prior draws.
       n_samples: S, samples per prior draw.
       aux: pytree of arrays passed to `stat` (dynamic: changing values does not recompile).
-      chunk_priors: prior draws per jitted call (default: about 4096 pairs per call, which
-        keeps the temporaries in cache). The last chunk is padded to the same shape.
+      chunk_priors: prior draws per jitted call (default: about 4096 pairs per device and
+        call, which keeps the temporaries in cache). The last chunk is padded to the same shape.
       max_count: static bound on M. By default M itself is static (one compilation per
         (stat, M, S, chunk, shapes)); with a bound, M is traced and every M ≤ max_count shares
         one compilation (the M draws of each sample are the first M of max_count).
@@ -165,14 +165,14 @@ def monte_carlo(
         raise ValueError(f"`total_count` = {total_count} exceeds `max_count` = {max_count}.")
     if int(n_priors) < 1 or int(n_samples) < 1:
         raise ValueError(f"`n_priors` and `n_samples` must be >= 1; got {n_priors}, {n_samples}.")
-    chunk = int(chunk_priors or _default_chunk(n_samples))
-    chunk = max(1, min(chunk, n_priors))
-    placement = None
+    width, placement = 1, None
     if mesh is not None:
         axis = mesh.axis_names[0]
         width = mesh.shape[axis]
-        chunk = -(-chunk // width) * width
         placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+    chunk = int(chunk_priors or _default_chunk(n_samples) * width)
+    chunk = max(1, min(chunk, n_priors))
+    chunk = -(-chunk // width) * width  # whole prior draws per device
     prior_key, sample_key = jax.random.split(key)
     outs = []
     starts = range(0, n_priors, chunk)
@@ -294,12 +294,10 @@ def baseline_risk(prior, *, key: jax.Array, n_priors: int, chunk_priors: int | N
 @dataclasses.dataclass(frozen=True)
 class _ProfileStat:
     max_count: int
-    xi_step: float
-    n_xi: int
     two_moments: bool
 
     def __call__(self, q, counts, aux):
-        z, log_w, alphas, alpha_single = aux
+        z, log_w, alphas, alpha_single, u = aux
         m = counts.astype(q.dtype)
         big_m = self.max_count
         total = m[0].sum()  # M: every sample has the same length
@@ -315,40 +313,16 @@ class _ProfileStat:
         bayes_true = jnp.sum(kl(q, bayes_true))
         bayes_single = jnp.sum(kl(q, dirichlet_posterior_mean(counts, alpha_single)))
 
-        # First-moment MaxEnt in standardised units u: K_ξ = −H + ξγ⟨u⟩_q + ln Z_u(ξγ).
-        u, _, scale = standardize(z)
-        degenerate = degenerate_first_moment(counts, z)
-        mu = jnp.where(degenerate, jnp.mean(z), (m @ z) / total)
-        beta, converged, _ = solve_beta(mu, z)
-        keep = converged & ~degenerate
-        gamma = jnp.where(keep, beta * scale, 0.0)
-        u_q = q @ u
-        # On the grid ξ_j = j h the stabilised Gibbs weights are powers of one vector,
-        # exp(−ξ_j (γ u_k + |γ|)) = r_k^j: one exp per outcome, then a multiply per grid point.
-        shift = jnp.abs(gamma)
-        r = jnp.exp(-self.xi_step * (gamma[:, None] * u + shift[:, None]))
-
-        def at_xi(e, j):
-            x = j * self.xi_step
-            norm = e.sum(-1)
-            mean = (e @ u) / norm
-            k = neg_h + x * gamma * u_q + jnp.log(norm) + x * shift
-            dk = gamma * (u_q - mean)
-            sums = jnp.sum(jnp.where(keep, k, 0.0)), jnp.sum(jnp.where(keep, dk, 0.0))
-            return e * r, sums
-
-        _, (maxent_k, maxent_dk) = jax.lax.scan(
-            at_xi, jnp.ones_like(r), jnp.arange(self.n_xi, dtype=q.dtype)
-        )
         out = {
             "neg_entropy": neg_h,
             "ml_hist": ml_hist,
             "bayes_true": bayes_true,
             "bayes_single": bayes_single,
-            "maxent_kept": jnp.sum(keep),
-            "maxent_degenerate": jnp.sum(degenerate),
-            "maxent_k": maxent_k,
-            "maxent_dk": maxent_dk,
+            # First-moment MaxEnt depends on the sample only through μ₁ (solved after the pass,
+            # once per distinct value) and on q through ⟨u⟩_q and H(q).
+            "u_q": q @ u,
+            "maxent_mu": (m @ z) / total,
+            "maxent_degenerate": degenerate_first_moment(counts, z),
         }
         if self.two_moments:
             fit = maxent_two_moments(counts, z)
@@ -359,33 +333,28 @@ class _ProfileStat:
         return out
 
 
-def _hermite_min(xs, f, df):
-    """Minimum of the cubic Hermite interpolant of a convex f on the grid xs.
+_UNIQUE_CHUNK = 8192
 
-    Returns (x_opt, j, t) with x_opt in [xs[0], xs[-1]], interval index j and position t ∈ [0,1].
-    """
-    xs = np.asarray(xs, np.float64)
-    if df[0] >= 0:
-        return float(xs[0]), 0, 0.0
-    if df[-1] <= 0:
-        return float(xs[-1]), len(xs) - 2, 1.0
-    j = int(np.flatnonzero((df[:-1] < 0) & (df[1:] >= 0))[0])
-    h = xs[j + 1] - xs[j]
-    # p(t) = h00 f0 + h10 h d0 + h01 f1 + h11 h d1; p'(t)·h = a t² + b t + c.
-    f0, f1, d0, d1 = f[j], f[j + 1], df[j] * h, df[j + 1] * h
-    a = 6 * f0 + 3 * d0 - 6 * f1 + 3 * d1
-    b = -6 * f0 - 4 * d0 + 6 * f1 - 2 * d1
-    c = d0
-    if abs(a) < 1e-300:
-        t = -c / b
-    else:
-        disc = max(b * b - 4 * a * c, 0.0)
-        roots = [(-b + s * math.sqrt(disc)) / (2 * a) for s in (1.0, -1.0)]
-        # The minimum is where p' crosses zero upwards: p'' = 2at + b > 0.
-        cands = [r for r in roots if -1e-12 <= r <= 1 + 1e-12 and 2 * a * r + b >= 0]
-        t = cands[0] if cands else float(np.clip(-c / b, 0.0, 1.0))
-    t = float(np.clip(t, 0.0, 1.0))
-    return float(xs[j] + t * h), j, t
+
+@jax.jit
+def _solve_chunk(mu, z):
+    beta, converged, _ = solve_beta(mu, z)
+    return beta, converged
+
+
+@jax.jit
+def _moments_chunk(gamma, u):
+    return _moments_1d(gamma, u)
+
+
+def _map_unique(fn, values: np.ndarray, *args) -> tuple[np.ndarray, ...]:
+    """Applies a jitted elementwise `fn(values_chunk, *args)` in fixed-size padded chunks."""
+    parts = []
+    for start in range(0, max(1, values.size), _UNIQUE_CHUNK):
+        chunk = values[start : start + _UNIQUE_CHUNK]
+        padded = np.pad(chunk, (0, _UNIQUE_CHUNK - chunk.size), mode="edge")
+        parts.append([np.asarray(o)[: chunk.size] for o in fn(jnp.asarray(padded), *args)])
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +362,13 @@ class RiskProfile:
     """Per-prior sufficient statistics of one Monte-Carlo pass (see `risk_profile`).
 
     All risks are `RiskEstimate`s in nats over the same prior draws and samples.
+
+    Attributes:
+      stats: per-prior arrays with a leading axis of length N.
+      gamma: (U,) MaxEnt multipliers in standardised units, one per distinct μ₁.
+      pairs: (N, U) sparse counts: how many kept pairs of prior draw i have the i-th distinct
+        μ₁. Every per-pair MaxEnt sum is then `pairs @ (a per-distinct-value array)`.
+      u: (n,) the standardised encoding.
     """
 
     total_count: int
@@ -400,6 +376,9 @@ class RiskProfile:
     n: int
     xi_grid: tuple[float, ...]
     stats: dict[str, np.ndarray]
+    gamma: np.ndarray
+    pairs: scipy.sparse.csr_matrix
+    u: np.ndarray
 
     @property
     def n_priors(self) -> int:
@@ -448,60 +427,91 @@ class RiskProfile:
         )
         return float(math.exp(res.x))
 
+    @functools.cached_property
+    def maxent_kept(self) -> np.ndarray:
+        """(N,) pairs per prior draw that MaxEnt keeps (not degenerate, solve converged)."""
+        return np.asarray(self.pairs.sum(axis=1)).ravel()
+
+    @functools.cached_property
+    def _gamma_sums(self) -> np.ndarray:
+        return self.pairs @ self.gamma
+
     @property
     def maxent_excluded(self) -> int:
-        return int(self.n_priors * self.n_samples - self.stats["maxent_kept"].sum())
+        return int(self.n_priors * self.n_samples - self.maxent_kept.sum())
 
     @property
     def maxent_degenerate(self) -> int:
         return int(self.stats["maxent_degenerate"].sum())
 
-    def maxent_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ξ grid, risk, standard error) of shrunk MaxEnt on the grid."""
-        kept = self.stats["maxent_kept"]
-        risks = [ratio_estimate(self.stats["maxent_k"][:, g], kept, self.n_samples)
-                 for g in range(len(self.xi_grid))]
+    def shrunk_sums(self, xi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-prior Σ_s K_ξ, dK_ξ/dξ and d²K_ξ/dξ² of shrunk MaxEnt at any ξ ≥ 0, exactly.
+
+        With γ the pair's multiplier in standardised units,
+        K_ξ = −H(q) + ξγ⟨u⟩_q + ln Z_u(ξγ): the Gibbs moments are computed once per distinct
+        γ, then gathered per pair.
+        """
+        if not xi >= 0:
+            raise ValueError(f"`xi` must be >= 0; got {xi}.")
+        mean, var, log_z = _map_unique(_moments_chunk, xi * self.gamma, jnp.asarray(self.u))
+        g = self.gamma
+        k = self.maxent_kept * self.stats["neg_entropy"] + xi * self.stats["u_q"] * self._gamma_sums
+        k = k + self.pairs @ log_z
+        dk = self.stats["u_q"] * self._gamma_sums - self.pairs @ (g * mean)
+        d2k = self.pairs @ (g * g * var)
+        return k, dk, d2k
+
+    def maxent(self, xi: float = 1.0) -> RiskEstimate:
+        """Shrunk-MaxEnt risk at ξ, exact (ξ = 1: plain first-moment MaxEnt, ξ = 0: uniform)."""
+        return ratio_estimate(self.shrunk_sums(float(xi))[0], self.maxent_kept, self.n_samples)
+
+    @functools.cached_property
+    def _curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        risks = [self.maxent(x) for x in self.xi_grid]
         return (np.asarray(self.xi_grid), np.array([r.mean for r in risks]),
                 np.array([r.se for r in risks]))
 
-    def maxent(self, xi: float = 1.0) -> RiskEstimate:
-        """Shrunk-MaxEnt risk at a grid point ξ (exact; ξ = 1 is plain first-moment MaxEnt).
+    def maxent_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ξ grid, risk, standard error) of shrunk MaxEnt on the profile's ξ grid."""
+        return self._curve
 
-        For any other ξ use `bayes_risk(maxent_shrunk, ..., args=(z, ξ))` with the same key:
-        it sees the same draws.
-        """
-        hit = np.flatnonzero(np.isclose(np.asarray(self.xi_grid), xi, rtol=0, atol=1e-12))
-        if not hit.size:
-            raise ValueError(f"`xi` = {xi} is not on the profile's grid {self.xi_grid}.")
-        return ratio_estimate(self.stats["maxent_k"][:, hit[0]], self.stats["maxent_kept"], self.n_samples)
-
-    def _grid_best(self) -> tuple[float, np.ndarray]:
-        total = self.stats["maxent_kept"].sum()
-        j = int(np.argmin(self.stats["maxent_k"].sum(0) / max(total, 1)))
-        return self.xi_grid[j], self.stats["maxent_k"][:, j]
+    @functools.cached_property
+    def _xi_star(self) -> float:
+        kept = self.maxent_kept.sum()
+        if kept == 0:
+            return math.nan
+        xs, f, _ = self._curve
+        j = int(np.argmin(f))
+        if j == 0 or j == len(xs) - 1:
+            return float(xs[j])
+        # R(ξ) is convex (R'' = ⟨γ² Var_{ξγ}(u)⟩ ≥ 0), so its minimum lies between the grid
+        # neighbours of the best grid point: safeguarded Newton on the exact risk there.
+        lo, hi, x = xs[j - 1], xs[j + 1], xs[j]
+        for _ in range(60):
+            _, dk, d2k = (v.sum() / kept for v in self.shrunk_sums(x))
+            if dk == 0:
+                break
+            if dk > 0:
+                hi = x
+            else:
+                lo = x
+            step = dk / d2k if d2k > 0 else math.inf
+            if abs(step) <= 1e-10 * max(1.0, abs(x)):
+                x = min(max(x - step, lo), hi)
+                break
+            # Newton inside the bracket, bisection when the step would leave it.
+            x = x - step if lo < x - step < hi else 0.5 * (lo + hi)
+            if hi - lo <= 1e-12:
+                break
+        return float(x)
 
     def xi_opt(self) -> float:
-        """ξ minimising the Monte-Carlo shrunk-MaxEnt risk.
-
-        The candidate is the minimum of the cubic Hermite interpolant of the grid values and
-        derivatives (the curve is convex in ξ); `risk_profile` then evaluates the risk at the
-        candidate exactly, and the candidate is kept only if it beats every grid point.
-        """
-        if self.stats["maxent_kept"].sum() == 0:
-            return math.nan
-        best_xi, best_sums = self._grid_best()
-        if "maxent_opt_sum" in self.stats:
-            kept = self.stats["maxent_kept"].sum()
-            if self.stats["maxent_opt_sum"].sum() / kept <= best_sums.sum() / kept:
-                return float(self.stats["xi_candidate"][0])
-        return float(best_xi)
+        """The exact minimiser of the Monte-Carlo shrunk-MaxEnt risk over [0, max grid ξ]."""
+        return self._xi_star
 
     def maxent_opt(self) -> RiskEstimate:
-        """Shrunk-MaxEnt risk at `xi_opt()`, evaluated exactly."""
-        xi = self.xi_opt()
-        if "maxent_opt_sum" in self.stats and xi == float(self.stats["xi_candidate"][0]):
-            return ratio_estimate(self.stats["maxent_opt_sum"], self.stats["maxent_opt_kept"], self.n_samples)
-        return self.maxent(xi)
+        """Shrunk-MaxEnt risk at `xi_opt()`, exact."""
+        return self.maxent(self.xi_opt())
 
     def maxent2(self) -> RiskEstimate:
         """Two-moment MaxEnt risk (requires `two_moments=True`)."""
@@ -511,14 +521,11 @@ class RiskProfile:
 
 
 def xi_grid(xi_step: float = 0.1, xi_max: float = 1.5) -> tuple[float, ...]:
-    """The shrinkage grid ξ_j = j·xi_step ≤ xi_max; 1/xi_step must be an integer (ξ = 1 on it)."""
-    per_unit = 1.0 / xi_step if xi_step > 0 else math.inf
-    if not (xi_step > 0 and abs(per_unit - round(per_unit)) < 1e-9 and xi_max >= 1.0):
-        raise ValueError(
-            f"`xi_step` must be 1/k for an integer k and `xi_max` >= 1; got {xi_step}, {xi_max}."
-        )
+    """The shrinkage grid ξ_j = j·xi_step ≤ xi_max (ξ = 1, plain MaxEnt, always on it)."""
+    if not (xi_step > 0 and xi_max >= 1.0):
+        raise ValueError(f"`xi_step` must be > 0 and `xi_max` >= 1; got {xi_step}, {xi_max}.")
     n_xi = int(math.floor(xi_max / xi_step + 1e-9)) + 1
-    return tuple(round(j * xi_step, 12) for j in range(n_xi))
+    return tuple(sorted({round(j * xi_step, 12) for j in range(n_xi)} | {1.0}))
 
 
 def risk_profile(
@@ -532,13 +539,17 @@ def risk_profile(
     xi_step: float = 0.1,
     xi_max: float = 1.5,
     two_moments: bool = False,
-    refine_xi: bool = True,
     chunk_priors: int | None = None,
     max_count: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     progress: bool | str = False,
 ) -> RiskProfile:
-    """Every Chapter-1 estimator's Bayes risk at one sample length M, in one Monte-Carlo pass.
+    """Every Chapter-1 estimator's Bayes risk at one sample length M, from one Monte-Carlo pass.
+
+    The pass (jitted, vmapped, chunked) reduces each prior draw's samples to sufficient
+    statistics; first-moment MaxEnt keeps each pair's empirical mean μ₁ and β is then solved
+    once per distinct μ₁ (for integer-valued encodings there are at most (n−1)M + 1 of them),
+    which makes plain and shrunk MaxEnt exact at any ξ afterwards.
 
     Args:
       prior: NumPyro Dirichlet or Dirichlet mixture over n outcomes (the true prior).
@@ -546,18 +557,14 @@ def risk_profile(
       z: (n,) distinct encodings for MaxEnt (default z_k = k).
       key: PRNG key; the same key gives the same draws as `bayes_risk` with the same sizes.
       n_priors, n_samples: N prior draws × S samples.
-      xi_step, xi_max: shrunk MaxEnt is evaluated exactly on the grid ξ_j = j·xi_step ≤ xi_max
-        (1/xi_step must be an integer so that ξ = 1, plain MaxEnt, is on it), with dK/dξ, and
-        ξ_opt is the minimum of the cubic Hermite interpolant of that convex curve.
+      xi_step, xi_max: the grid of ξ for `maxent_curve`; ξ_opt is searched on [0, xi_max].
       two_moments: also evaluate two-moment MaxEnt (slower: a 2-D Newton per sample).
-      refine_xi: evaluate shrunk MaxEnt exactly at the interpolated ξ_opt in a second pass
-        over the same draws (about a third of the first pass's cost).
       chunk_priors, max_count, mesh, progress: as in `monte_carlo` (pass the largest M of a
         scan as `max_count` to compile once for the whole scan).
 
     Returns:
       `RiskProfile` with methods baseline(), bayes_true(), bayes_single(), ml(b), b_opt(),
-      maxent(ξ on the grid), xi_opt(), maxent_opt(), maxent_curve(), maxent2().
+      maxent(ξ), xi_opt(), maxent_opt(), maxent_curve(), maxent2().
     """
     log_w, alphas = priors_lib.mixture_params(prior)
     n = alphas.shape[-1]
@@ -566,8 +573,9 @@ def risk_profile(
     _validate.encoding("z", z, n)
     grid = xi_grid(xi_step, xi_max)
     max_count = int(total_count) if max_count is None else int(max_count)
-    stat = _ProfileStat(max_count, float(xi_step), len(grid), bool(two_moments))
-    aux = (z, log_w, alphas, priors_lib.mean_concentration(prior))
+    u, _, scale = standardize(z)
+    stat = _ProfileStat(max_count, bool(two_moments))
+    aux = (z, log_w, alphas, priors_lib.mean_concentration(prior), u)
     stats = monte_carlo(
         stat,
         prior,
@@ -581,29 +589,16 @@ def risk_profile(
         mesh=mesh,
         progress=progress,
     )
-    kept = stats["maxent_kept"].sum()
-    if refine_xi and kept > 0:
-        candidate, _, _ = _hermite_min(
-            grid, stats["maxent_k"].sum(0) / kept, stats["maxent_dk"].sum(0) / kept
-        )
-        if not np.any(np.isclose(grid, candidate, rtol=0, atol=1e-12)):
-            # Second pass, same key: the same draws, so the value is exact for this ξ.
-            opt_sum, opt_kept = monte_carlo(
-                _EstimatorKL(maxent_shrunk),
-                prior,
-                total_count,
-                key=key,
-                n_priors=n_priors,
-                n_samples=n_samples,
-                aux=(z, jnp.asarray(candidate, dtype)),
-                chunk_priors=chunk_priors,
-                max_count=max_count,
-                mesh=mesh,
-                progress=f"{progress} ξ_opt" if isinstance(progress, str) else progress,
-            )
-            stats = stats | {
-                "maxent_opt_sum": opt_sum,
-                "maxent_opt_kept": opt_kept,
-                "xi_candidate": np.full(n_priors, candidate),
-            }
-    return RiskProfile(int(total_count), int(n_samples), int(n), grid, stats)
+    # β once per distinct empirical mean (degenerate pairs get a harmless placeholder).
+    mu, degenerate = stats.pop("maxent_mu"), stats["maxent_degenerate"]
+    mu = np.where(degenerate, float(np.mean(np.asarray(z))), mu)
+    values, index = np.unique(mu, return_inverse=True)
+    beta, converged = _map_unique(_solve_chunk, values, z)
+    keep = ~degenerate & converged[index.reshape(mu.shape)]
+    rows = np.broadcast_to(np.arange(mu.shape[0])[:, None], mu.shape)
+    pairs = scipy.sparse.csr_matrix(
+        (np.ones(int(keep.sum())), (rows[keep], index.reshape(mu.shape)[keep])),
+        shape=(mu.shape[0], values.size),
+    )
+    gamma = np.where(converged, beta * float(scale), 0.0)
+    return RiskProfile(int(total_count), int(n_samples), int(n), grid, stats, gamma, pairs, np.asarray(u))

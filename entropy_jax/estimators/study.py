@@ -136,6 +136,7 @@ def table1(
     xi_max: float = 1.5,
     done: dict[int, dict] | None = None,
     on_row=None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = False,
 ) -> dict[str, object]:
     """Table 1 of the synopsis: every estimator's Bayes risk per sample length M.
@@ -156,6 +157,7 @@ def table1(
       xi_step, xi_max: the ξ grid of shrunk MaxEnt (see `risk_profile`).
       done: rows already computed (keyed by M), e.g. from an interrupted run; they are reused.
       on_row: callback(row) after each new row (for checkpointing).
+      mesh: shard the prior draws over this device mesh (see `monte_carlo`).
       progress: tqdm bars.
 
     Returns:
@@ -165,7 +167,7 @@ def table1(
     key = jax.random.key(seed)
     zz = None if z is None else jnp.asarray(np.asarray(list(z), np.float64))
     done = dict(done or {})
-    rows = []
+    rows, baseline = [], None
     max_m = max(ms)
     for m in ms:
         if m in done:
@@ -173,14 +175,17 @@ def table1(
             continue
         profile = risk_profile(
             prior, m, z=zz, key=key, n_priors=n_priors, n_samples=n_samples,
-            max_count=max_m, xi_step=xi_step, xi_max=xi_max,
+            max_count=max_m, xi_step=xi_step, xi_max=xi_max, mesh=mesh,
             progress=f"M={m}" if progress else False,
         )
+        # Every row sees the same prior draws, so any profile gives the baseline.
+        baseline = baseline or profile.baseline()
         row = profile_row(profile, with_maxent=m >= maxent_min_m)
         if on_row is not None:
             on_row(row)
         rows.append(row)
-    baseline = baseline_risk(prior, key=key, n_priors=n_priors)
+    if baseline is None:  # every row came from an interrupted run
+        baseline = baseline_risk(prior, key=key, n_priors=n_priors)
     return {
         "baseline": baseline.mean,
         "baseline_se": baseline.se,
@@ -210,7 +215,7 @@ def _point(profile: RiskProfile, **labels) -> dict[str, object]:
     return point
 
 
-def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress):
+def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress, mesh=None):
     """Runs (key, labels, prior, M, z, two_moments) jobs with one key (common random numbers)."""
     key = jax.random.key(seed)
     max_m = max(job[3] for job in jobs)
@@ -221,7 +226,7 @@ def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress):
             continue
         profile = risk_profile(
             prior, m, z=None if z is None else jnp.asarray(z), key=key, n_priors=n_priors,
-            n_samples=n_samples, max_count=max_m, two_moments=two,
+            n_samples=n_samples, max_count=max_m, two_moments=two, mesh=mesh,
             progress=name if progress else False,
         )
         point = _point(profile, **labels)
@@ -241,6 +246,7 @@ def near_uniform_regime(
     seed: int = 0,
     done: dict | None = None,
     on_point=None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = False,
 ) -> dict[str, object]:
     """Regime (a): true worlds from symmetric Dir(α); large α means near-uniform q.
@@ -254,7 +260,7 @@ def near_uniform_regime(
         for a in alphas for m in ms
     ]
     points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
-                         on_point=on_point, progress=progress)
+                         on_point=on_point, progress=progress, mesh=mesh)
     return {"n": n, "ms": list(ms), "alphas": [float(a) for a in alphas], "points": points,
             "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed}}
 
@@ -271,6 +277,7 @@ def encoding_regime(
     seed: int = 0,
     done: dict | None = None,
     on_point=None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = False,
 ) -> dict[str, object]:
     """Regime (b): the Table 1 prior, MaxEnt under different numeric encodings z of the outcomes.
@@ -285,7 +292,7 @@ def encoding_regime(
         for k in kinds for m in ms
     ]
     points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
-                         on_point=on_point, progress=progress)
+                         on_point=on_point, progress=progress, mesh=mesh)
     return {"n": n, "ms": list(ms), "encodings": list(kinds), "points": points,
             "baseline_exact": float(priors_lib.expected_kl_to_uniform(prior)),
             "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed,
@@ -301,6 +308,7 @@ def second_moment_regime(
     seed: int = 0,
     done: dict | None = None,
     on_point=None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = False,
 ) -> dict[str, object]:
     """Regime (c): first- vs first-and-second-moment MaxEnt under two priors.
@@ -318,6 +326,6 @@ def second_moment_regime(
         for name, prior in named.items() for m in ms
     ]
     points = _run_points(jobs, n_priors=n_priors, n_samples=n_samples, seed=seed, done=done,
-                         on_point=on_point, progress=progress)
+                         on_point=on_point, progress=progress, mesh=mesh)
     return {"n": n, "ms": list(ms), "priors": list(named), "points": points,
             "settings": {"n_priors": n_priors, "n_samples": n_samples, "seed": seed}}

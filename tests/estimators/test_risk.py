@@ -71,11 +71,11 @@ def test_profile_equals_reference_on_the_same_draws(x64, key):
         for b in (0.2, 1.0, 3.7):
             assert prof.ml_per_prior(b)[i] == pytest.approx(
                 np.mean([ref.kl(q, ref.regularized_ml(r, b)) for r in rows]), rel=1e-10)
-        for j, xi in enumerate(prof.xi_grid):
+        for xi in (0.0, 0.45, 1.0, 1.3):
             fits = [ref.maxent_shrunk(r, z, xi) for r in rows]
             want = sum(ref.kl(q, f) for f in fits if f is not None)
-            assert prof.stats["maxent_k"][i, j] == pytest.approx(want, rel=1e-8, abs=1e-12)
-            assert prof.stats["maxent_kept"][i] == sum(f is not None for f in fits)
+            assert prof.shrunk_sums(xi)[0][i] == pytest.approx(want, rel=1e-8, abs=1e-12)
+            assert prof.maxent_kept[i] == sum(f is not None for f in fits)
 
 
 def test_profile_equals_per_estimator_integrals(x64, key):
@@ -151,24 +151,29 @@ def test_results_do_not_depend_on_chunking(x64, key):
     b = risk_profile(prior, 4, key=key, n_priors=23, n_samples=9, chunk_priors=64)
     for name in a.stats:
         np.testing.assert_allclose(a.stats[name], b.stats[name], rtol=1e-12, err_msg=name)
+    assert (a.pairs != b.pairs).nnz == 0
+    np.testing.assert_allclose(a.gamma, b.gamma, rtol=1e-12)
 
 
 def test_one_compilation_per_length_and_sizes(x64, key):
     prior = ordered_mixture(n=15)
     jitted = risk_lib._chunk_stats
     kw = dict(n_priors=12, n_samples=6, chunk_priors=4)
-    risk_profile(prior, 3, key=key, refine_xi=False, **kw)
-    before = jitted._cache_size()
-    risk_profile(prior, 3, key=jax.random.fold_in(key, 1), refine_xi=False, **kw)  # new key: no compile
+    solves = risk_lib._solve_chunk
+    risk_profile(prior, 3, key=key, **kw).maxent_opt()
+    before, solves_before = jitted._cache_size(), solves._cache_size()
+    risk_profile(prior, 3, key=jax.random.fold_in(key, 1), **kw).maxent_opt()  # new key: no compile
     assert jitted._cache_size() == before
-    risk_profile(prior, 4, key=key, refine_xi=False, **kw)  # new static M: one more
+    risk_profile(prior, 4, key=key, **kw)  # new static M: one more
     assert jitted._cache_size() == before + 1
     # With a bound on M, a whole scan of lengths shares one program.
-    risk_profile(prior, 2, key=key, refine_xi=False, max_count=9, **kw)
+    risk_profile(prior, 2, key=key, max_count=9, **kw)
     after_first = jitted._cache_size()
     for m in (3, 5, 9):
-        risk_profile(prior, m, key=key, refine_xi=False, max_count=9, **kw)
+        risk_profile(prior, m, key=key, max_count=9, **kw).maxent_opt()
     assert jitted._cache_size() == after_first
+    # The β solves after the pass run in fixed-size chunks: never a new program.
+    assert solves._cache_size() == solves_before
 
 
 def test_sharded_over_8_devices_equals_unsharded(x64, key):
@@ -181,6 +186,7 @@ def test_sharded_over_8_devices_equals_unsharded(x64, key):
     sharded = risk_profile(prior, 5, mesh=mesh, **kw)
     for name in plain.stats:
         np.testing.assert_allclose(sharded.stats[name], plain.stats[name], rtol=1e-12, err_msg=name)
+    assert (sharded.pairs != plain.pairs).nnz == 0
     # The chunk really ran on all eight devices.
     ids = jax.device_put(jnp.arange(8, dtype=jnp.uint32),
                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
@@ -198,7 +204,7 @@ def test_monte_carlo_bad_sizes_name_the_argument(key):
     with pytest.raises(ValueError, match="n_priors"):
         monte_carlo(_draws, prior, 2, key=key, n_priors=0, n_samples=2)
     with pytest.raises(ValueError, match="xi_step"):
-        risk_profile(prior, 2, key=key, n_priors=2, n_samples=2, xi_step=0.3)
+        risk_profile(prior, 2, key=key, n_priors=2, n_samples=2, xi_step=0.0)
 
 
 @pytest.mark.slow
