@@ -22,8 +22,8 @@ Command (from the repository root)::
 
     .venv/bin/python -m bench.maxent_bench
 
-Expected runtime on an idle 2-core machine: ~25 s for NumPy and ~12 s for the two JAX calls
-at 100 × 100, plus ~5.5 min for the 10⁴ × 10³ table; about 6.5 min in all (``--skip-big``:
+Expected runtime on an idle 2-core machine: ~25 s for NumPy and ~8 s for the two JAX calls
+at 100 × 100, plus ~2.5 min for the 10⁴ × 10³ table; about 3.5 min in all (``--skip-big``:
 under a minute).  Other load on the machine stretches the wall times.
 """
 
@@ -255,8 +255,9 @@ def render_section(args, cmd: str, info: dict, t_numpy: float, c_numpy: float, s
         "",
         f"JAX import (`import jax` + `entropy_jax.estimators.study`) in the fresh process: "
         f"{small['import_s']:.2f} s, not included above. The difference cold − warm "
-        f"(≈ {cold - warm:.1f} s) is XLA compilation (one executable for the table, one for the "
-        "ξ_opt refinement pass, one for the baseline).",
+        f"(≈ {cold - warm:.1f} s) is XLA compilation (one executable for the Monte-Carlo pass of "
+        "all eight rows, one for the β solves on the distinct empirical means, one for the "
+        "Gibbs moments of shrunk MaxEnt).",
         "",
         f"Agreement (JAX cold run vs NumPy; independent random streams, so statistical "
         f"agreement only): max |JAX − NumPy| over 8 rows × 6 risk columns = "

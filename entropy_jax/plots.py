@@ -7,8 +7,8 @@ it). matplotlib is imported lazily, so importing the library does not pull it in
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 

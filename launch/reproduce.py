@@ -17,8 +17,8 @@ import dataclasses
 import datetime
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import tyro

@@ -15,7 +15,8 @@ ratio Σ K / Σ 1 over the pairs kept; its error uses the delta method for ratio
 `risk_profile` computes, in one pass, every estimator of Chapter 1: the Bayes estimator of
 the true prior, the collapsed single-Dirichlet Bayes estimator, regularised ML for every b (via
 the exact sufficient statistic Σ_{k: m_k = c} q_k), first-moment MaxEnt and its shrunk form for
-every ξ (via each pair's multiplier: K_ξ = −H(q) + ξγ⟨u⟩_q + ln Z_u(ξγ)), optionally two-moment
+every ξ (β is solved once per distinct empirical mean after the pass, and
+K_ξ = −H(q) + ξγ⟨u⟩_q + ln Z_u(ξγ) needs nothing else of the sample), optionally two-moment
 MaxEnt, and the uniform baseline.
 """
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +37,10 @@ from tqdm.auto import tqdm
 
 from entropy_jax import _validate
 from entropy_jax.estimators import priors as priors_lib
-from entropy_jax.estimators.bayes import dirichlet_mixture_posterior_mean, dirichlet_posterior_mean
+from entropy_jax.estimators.bayes import (
+    dirichlet_mixture_posterior_mean,
+    dirichlet_posterior_mean,
+)
 from entropy_jax.estimators.maxent import (
     _moments_1d,
     degenerate_first_moment,
@@ -55,8 +60,8 @@ __all__ = [
     "monte_carlo",
     "ratio_estimate",
     "risk_profile",
+    "xi_grid",
 ]
-
 
 
 class RiskEstimate(NamedTuple):
@@ -111,6 +116,10 @@ def _chunk_stats(prior, aux, prior_key, sample_key, ids, total_count, *, stat, m
         return stat(q, m, aux)
 
     return jax.vmap(one)(ids)
+
+
+def _head(x, n):
+    return x[:n]
 
 
 def _default_chunk(n_samples: int, pairs_per_call: int = 4096) -> int:
@@ -201,7 +210,7 @@ def monte_carlo(
             n_samples=int(n_samples),
         )
         # Keep device arrays: fetching each chunk would block the loop and stall dispatch.
-        outs.append(jax.tree.map(lambda x: x[:kept], out) if kept < chunk else out)
+        outs.append(jax.tree.map(functools.partial(_head, n=kept), out) if kept < chunk else out)
     return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=0), *outs)
 
 

@@ -7,14 +7,19 @@ share one implementation.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from entropy_jax.estimators import priors as priors_lib
-from entropy_jax.estimators.risk import RiskProfile, baseline_risk, risk_profile, xi_grid
+from entropy_jax.estimators.risk import (
+    RiskProfile,
+    baseline_risk,
+    risk_profile,
+    xi_grid,
+)
 
 __all__ = [
     "PUBLISHED_TABLE1",

@@ -236,7 +236,7 @@ def test_sample_counts_with_traced_length_compiles_once(x64, key):
         means[m] = c.mean(0) / m
     assert f._cache_size() == 1
     # Each length still samples from q (loose check: 1000 samples).
-    for m, mean in means.items():
+    for mean in means.values():
         np.testing.assert_allclose(mean, np.asarray(q), atol=0.05)
 
 

@@ -17,7 +17,10 @@ from entropy_jax.estimators import (
     maxent_two_moments,
     solve_beta,
 )
-from entropy_jax.estimators.maxent import degenerate_first_moment, degenerate_two_moments
+from entropy_jax.estimators.maxent import (
+    degenerate_first_moment,
+    degenerate_two_moments,
+)
 
 
 def _random_encoding(rng, n):
