@@ -10,7 +10,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from entropy_jax.estimators import priors as priors_lib
@@ -170,7 +169,7 @@ def table1(
     """
     prior = priors_lib.ordered_mixture(n, alpha0, eps)
     key = jax.random.key(seed)
-    zz = None if z is None else jnp.asarray(np.asarray(list(z), np.float64))
+    zz = None if z is None else np.asarray(list(z), np.float64)
     done = dict(done or {})
     rows, baseline = [], None
     max_m = max(ms)
@@ -230,7 +229,7 @@ def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress, me
             points.append(done[name])
             continue
         profile = risk_profile(
-            prior, m, z=None if z is None else jnp.asarray(z), key=key, n_priors=n_priors,
+            prior, m, z=z, key=key, n_priors=n_priors,
             n_samples=n_samples, max_count=max_m, two_moments=two, mesh=mesh,
             progress=name if progress else False,
         )
