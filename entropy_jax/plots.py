@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "basis_pairs",
     "encoding_regime",
+    "entropy_scatter",
     "near_uniform_regime",
+    "nmf_rank_curves",
+    "noise_curve",
     "risk_vs_m",
     "second_moment_regime",
     "xi_curves",
@@ -193,4 +197,122 @@ def second_moment_regime(result: Mapping, *, path: str | Path | None = None):
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("Bayes risk (nats)")
     axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
+# Chapter 2: NMF.
+
+
+def nmf_rank_curves(scan: Mapping, *, title: str = "", path: str | Path | None = None):
+    """The rank-selection criteria of `entropy_jax.nmf.study.rank_scan` on one figure.
+
+    Panels: predictability violations v(R) (weighted and unweighted, ±1 sd over seeds, τ and
+    R_c marked); explained variance; consensus cophenetic correlation and dispersion;
+    seed-to-seed matched cosine distance; basis entropy and Hoyer sparseness.
+    """
+    plt = _plt()
+    rows = scan["per_rank"]
+    r = np.array([row["rank"] for row in rows])
+
+    def band(ax, key, label, color):
+        m = np.array([row[key]["mean"] for row in rows])
+        s = np.array([row[key]["sd"] for row in rows])
+        ax.plot(r, m, color=color, marker="o", ms=3, lw=1.4, label=label)
+        ax.fill_between(r, m - s, m + s, color=color, alpha=0.2, lw=0)
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.8))
+    ax = axes[0, 0]
+    band(ax, "v_weighted", "weighted by p(π, i)", "C0")
+    band(ax, "v_unweighted", "unweighted", "C1")
+    tau = scan["settings"]["tau"]
+    ax.axhline(tau, color="k", ls="--", lw=1, label=f"τ = {tau:g}")
+    for kind, color in (("weighted", "C0"), ("unweighted", "C1")):
+        rc = scan["effective_rank"].get(kind)
+        if rc is not None:
+            ax.axvline(rc, color=color, ls=":", lw=1.2)
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(bottom=0)
+    ax.set_title("predictability violations v(R)", fontsize=10)
+    ax.legend(fontsize=7)
+    band(axes[0, 1], "explained_variance", "1 − ‖P − BW‖² / ‖P‖²", "C2")
+    axes[0, 1].set_title("explained variance", fontsize=10)
+    ax = axes[0, 2]
+    ax.plot(r, [row["cophenetic"] for row in rows], "o-", ms=3, color="C3", label="cophenetic correlation")
+    ax.plot(r, [row["dispersion"] for row in rows], "s-", ms=3, color="C4", label="dispersion")
+    ax.set_title("consensus over seeds", fontsize=10)
+    ax.legend(fontsize=7)
+    band(axes[1, 0], "stability", "mean matched cosine distance", "C5")
+    axes[1, 0].set_title("seed-to-seed instability (lower = stable)", fontsize=10)
+    band(axes[1, 1], "basis_entropy", "mean H(π|b) (nats)", "C6")
+    axes[1, 1].set_title("basis entropy", fontsize=10)
+    band(axes[1, 2], "hoyer", "mean Hoyer sparseness of B", "C7")
+    axes[1, 2].set_title("basis sparseness", fontsize=10)
+    for ax in axes.ravel():
+        ax.set_xlabel("rank R")
+        ax.grid(alpha=0.3)
+    s = scan["settings"]
+    fig.suptitle(
+        f"{title} rank scan: {s['seeds']} seeds × {s['n_iter']} {s['loss']} iterations, noise ξ = {s['noise']:g}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def basis_pairs(
+    basis_a: np.ndarray,
+    basis_b: np.ndarray,
+    distances: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    title: str = "",
+    columns: int = 6,
+    path: str | Path | None = None,
+):
+    """The Figure-1 analogue: matched basis-image pairs (left: run A, right: run B), sorted by
+    cosine distance, `columns` pairs per row."""
+    plt = _plt()
+    n = basis_a.shape[1]
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(1.3 * 2 * columns, 1.45 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k in range(n):
+        i, j = divmod(k, columns)
+        for side, basis in enumerate((basis_a, basis_b)):
+            ax = axes[i, 2 * j + side]
+            ax.imshow(basis[:, k].reshape(shape), cmap="gray")
+        axes[i, 2 * j].set_title(f"d = {distances[k]:.2f}", fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def entropy_scatter(S: np.ndarray, S_hat: np.ndarray, *, title: str = "", path: str | Path | None = None):
+    """Per-image entropy of the data S_i against the reconstruction's Ŝ_i (nats)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(S, S_hat, s=10, alpha=0.7)
+    lo, hi = float(min(S.min(), S_hat.min())), float(max(S.max(), S_hat.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="S_i = Ŝ_i")
+    frac = float(np.mean(S <= S_hat))
+    ax.set_xlabel("S_i = H(p(π|i)) (nats)")
+    ax.set_ylabel("Ŝ_i = H(p̂(π|i)) (nats)")
+    ax.set_title(f"{title}\n{100 * frac:.0f}% of images have S_i ≤ Ŝ_i (smoothing)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def noise_curve(curve: Mapping, *, title: str = "", path: str | Path | None = None):
+    """Matched cosine distance between clean and noisy fits against the flip probability ξ."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    x, m, s = (np.asarray(curve[k]) for k in ("levels", "mean", "sd"))
+    ax.errorbar(x, m, yerr=s, marker="o", capsize=3)
+    ax.set_xlabel("pixel-flip probability ξ")
+    ax.set_ylabel("mean matched cosine distance")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
     return _save(fig, path)

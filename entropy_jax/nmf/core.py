@@ -1,0 +1,243 @@
+"""Nonnegative matrix factorization P ≈ B W by multiplicative updates, as pure JAX functions.
+
+Notation follows the synopsis: P (pixels × images) ≥ 0, B (pixels × R) basis images, W (R ×
+images) weights. scikit-learn's X is Pᵀ, its W is our Wᵀ and its H our Bᵀ; like sklearn's
+`NMF(solver="mu")` each iteration updates W first, then B, with the same guards (ε = float32
+machine epsilon), so the same initial factors give the same iterates.
+
+Losses:
+  "frobenius": ½‖P − BW‖²_F;
+  "kl": the generalized KL divergence D(P‖BW) = Σ P log(P / BW) − P + BW in nats, with
+    0·log 0 = 0 and BW floored at ε where P > ε (sklearn's convention).
+
+`fit` runs a fixed number of iterations in `lax.scan`, recording the loss after each one; the
+rank is static (one compilation per rank), and the function vmaps over PRNG keys (seeds) and
+over data matrices (noise draws).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from entropy_jax import _validate
+
+__all__ = ["EPS", "NMFResult", "fit", "init_nndsvda", "init_random", "loss", "step"]
+
+EPS = float(np.finfo(np.float32).eps)  # sklearn's guard, whatever the dtype
+Loss = Literal["kl", "frobenius"]
+
+
+class NMFResult(NamedTuple):
+    """A fitted factorization.
+
+    Attributes:
+      B: (pixels, R) basis images.
+      W: (R, images) weights.
+      loss: (n_iter,) the loss after each iteration (nats for "kl").
+    """
+
+    B: jax.Array
+    W: jax.Array
+    loss: jax.Array
+
+
+def _kl_from_product(P: jax.Array, BW: jax.Array, B: jax.Array, W: jax.Array) -> jax.Array:
+    present = P > EPS
+    safe_p = jnp.where(present, P, 1.0)
+    safe_bw = jnp.maximum(jnp.where(present, BW, 1.0), EPS)
+    log_term = jnp.sum(jnp.where(present, safe_p * jnp.log(safe_p / safe_bw), 0.0))
+    # Entries with 0 < P ≤ ε are left out of Σ P like in sklearn; they weigh < 1.2e-7 each.
+    return log_term + jnp.sum(B.sum(0) * W.sum(1)) - jnp.sum(jnp.where(present, P, 0.0))
+
+
+def loss(P: jax.Array, B: jax.Array, W: jax.Array, kind: Loss = "kl") -> jax.Array:
+    """The NMF loss of P ≈ B W: generalized KL (nats) or ½ squared Frobenius norm."""
+    if kind == "frobenius":
+        return 0.5 * jnp.sum((P - B @ W) ** 2)
+    if kind != "kl":
+        raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {kind!r}.")
+    return _kl_from_product(P, B @ W, B, W)
+
+
+def _guard(den: jax.Array) -> jax.Array:
+    return jnp.where(den == 0, EPS, den)
+
+
+def _kl_step(P, B, W, BW):
+    # BW = B @ W on entry and on exit: the product after the B update serves the loss and the
+    # next W update, so an iteration costs four matrix products, not five.
+    W = W * (B.T @ (P / jnp.maximum(BW, EPS))) / _guard(B.sum(0))[:, None]
+    ratio = P / jnp.maximum(B @ W, EPS)
+    w_sum = W.sum(1)
+    B = B * (ratio @ W.T) / _guard(jnp.where(w_sum == 0, 1.0, w_sum))[None, :]
+    # sklearn zeroes sub-ε64 entries of its H (our B) for β ≤ 1: keeps denormals out.
+    B = jnp.where(B < np.finfo(np.float64).eps, 0.0, B)
+    BW = B @ W
+    return B, W, BW, _kl_from_product(P, BW, B, W)
+
+
+def _frobenius_step(P, B, W, p_norm2):
+    W = W * (B.T @ P) / _guard((B.T @ B) @ W)
+    PWt, WWt = P @ W.T, W @ W.T
+    B = B * PWt / _guard(B @ WWt)
+    # ½‖P − BW‖² = ½‖P‖² − ⟨B, PWᵀ⟩ + ½⟨BᵀB, WWᵀ⟩ from products the update already made.
+    value = 0.5 * p_norm2 - jnp.sum(B * PWt) + 0.5 * jnp.sum((B.T @ B) * WWt)
+    return B, W, value
+
+
+def step(P: jax.Array, B: jax.Array, W: jax.Array, kind: Loss = "kl") -> tuple[jax.Array, jax.Array]:
+    """One multiplicative update: W first, then B (Lee & Seung; sklearn's order and guards)."""
+    if kind == "frobenius":
+        B, W, _ = _frobenius_step(P, B, W, jnp.sum(P * P))
+        return B, W
+    if kind != "kl":
+        raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {kind!r}.")
+    B, W, _, _ = _kl_step(P, B, W, B @ W)
+    return B, W
+
+
+def init_random(key: jax.Array, P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
+    """|N(0, 1)|·sqrt(mean(P)/R) for both factors (sklearn's init="random" scale)."""
+    k_b, k_w = jax.random.split(key)
+    scale = jnp.sqrt(jnp.mean(P) / rank)
+    B = scale * jnp.abs(jax.random.normal(k_b, (P.shape[0], rank), P.dtype))
+    W = scale * jnp.abs(jax.random.normal(k_w, (rank, P.shape[1]), P.dtype))
+    return B, W
+
+
+def init_nndsvda(P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
+    """NNDSVD (Boutsidis & Gallopoulos 2008) with zeros filled by mean(P) ("nndsvda").
+
+    Deterministic: built from the exact SVD of P. Each component keeps the positive or the
+    negative part of its singular-vector pair, whichever has the larger norm product.
+    """
+    U, S, Vt = jnp.linalg.svd(P, full_matrices=False)
+    U, S, Vt = U[:, :rank], S[:rank], Vt[:rank]
+    # The leading singular pair of a nonnegative matrix can be taken nonnegative.
+    b0 = jnp.sqrt(S[0]) * jnp.abs(U[:, 0])
+    w0 = jnp.sqrt(S[0]) * jnp.abs(Vt[0])
+    x, y = U[:, 1:], Vt[1:].T
+    xp, xn = jnp.maximum(x, 0), jnp.maximum(-x, 0)
+    yp, yn = jnp.maximum(y, 0), jnp.maximum(-y, 0)
+    nxp, nxn = jnp.linalg.norm(xp, axis=0), jnp.linalg.norm(xn, axis=0)
+    nyp, nyn = jnp.linalg.norm(yp, axis=0), jnp.linalg.norm(yn, axis=0)
+    pos = nxp * nyp >= nxn * nyn
+    sigma = jnp.where(pos, nxp * nyp, nxn * nyn)
+    u = jnp.where(pos, xp / jnp.where(nxp > 0, nxp, 1.0), xn / jnp.where(nxn > 0, nxn, 1.0))
+    v = jnp.where(pos, yp / jnp.where(nyp > 0, nyp, 1.0), yn / jnp.where(nyn > 0, nyn, 1.0))
+    lam = jnp.sqrt(S[1:] * sigma)
+    B = jnp.concatenate([b0[:, None], lam * u], axis=1)
+    W = jnp.concatenate([w0[None, :], (lam * v).T], axis=0)
+    fill = jnp.mean(P)
+    B = jnp.where(B < EPS, fill, B)  # sklearn's nndsvda: zeros (and near-zeros) → mean(P)
+    W = jnp.where(W < EPS, fill, W)
+    return B, W
+
+
+def _run(P, B, W, n_iter: int, kind: Loss) -> NMFResult:
+    if kind == "kl":
+        def body(carry, _):
+            B, W, BW, value = _kl_step(P, *carry)
+            return (B, W, BW), value
+
+        (B, W, _), trace = lax.scan(body, (B, W, B @ W), None, length=n_iter)
+    else:
+        p_norm2 = jnp.sum(P * P)
+
+        def body(carry, _):
+            B, W, value = _frobenius_step(P, *carry, p_norm2)
+            return (B, W), value
+
+        (B, W), trace = lax.scan(body, (B, W), None, length=n_iter)
+    return NMFResult(B, W, trace)
+
+
+def _fit_impl(P, B0, W0, *, n_iter: int, kind: str) -> NMFResult:
+    return _run(P, B0, W0, n_iter, kind)
+
+
+_fit_from = jax.jit(_fit_impl, static_argnames=("n_iter", "kind"))
+
+
+def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str) -> NMFResult:
+    if init == "random":
+        B0, W0 = init_random(key, P, rank)
+    else:
+        B0, W0 = init_nndsvda(P, rank)
+    return _run(P, B0, W0, n_iter, kind)
+
+
+_fit_init = jax.jit(_fit_seeded, static_argnames=("rank", "n_iter", "kind", "init"))
+
+
+def _check(P, rank) -> None:
+    if np.ndim(P) != 2:
+        raise ValueError(f"`P` must be a 2-D (pixels × images) matrix; got shape {np.shape(P)}.")
+    if not 1 <= int(rank) <= min(np.shape(P)):
+        raise ValueError(f"`rank` must be in [1, min(P.shape) = {min(np.shape(P))}]; got {rank}.")
+    if _validate.is_concrete(P):
+        v = np.asarray(P)
+        if not np.all(np.isfinite(v)):
+            raise ValueError("`P` has NaN or infinite entries.")
+        if np.any(v < 0):
+            raise ValueError(f"`P` has negative entries (min {v.min()}); NMF needs P >= 0.")
+        if not np.any(v > 0):
+            raise ValueError("`P` is all zeros.")
+
+
+def fit(
+    P: jax.Array,
+    rank: int,
+    *,
+    key: jax.Array | None = None,
+    n_iter: int = 500,
+    loss: Loss = "kl",
+    init: None | Literal["random", "nndsvda"] | tuple[jax.Array, jax.Array] = None,
+) -> NMFResult:
+    """Fits P ≈ B W with `n_iter` multiplicative updates.
+
+    Args:
+      P: (pixels, images) nonnegative data. All-zero rows or columns are allowed (their factor
+        rows/columns go to zero); `entropy_jax.nmf.normalize` reports them.
+      rank: R, static (one compilation per rank, n_iter, loss and init kind).
+      key: PRNG key for init="random" (required then); vmap over keys for several seeds.
+      n_iter: fixed number of iterations (no early stopping: compare runs at equal cost).
+      loss: "kl" (generalized KL, nats) or "frobenius".
+      init: None or "random" (needs `key`), "nndsvda" (deterministic), or (B0, W0) arrays of
+        shapes (pixels, R) and (R, images).
+
+    Returns:
+      `NMFResult(B, W, loss)` with the loss trace of shape (n_iter,).
+
+    Example:
+      >>> keys = jax.random.split(jax.random.key(0), 10)
+      >>> runs = jax.vmap(lambda k: nmf.fit(P, 16, key=k))(keys)   # 10 seeds in one program
+    """
+    _check(P, rank)
+    if loss not in ("kl", "frobenius"):
+        raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {loss!r}.")
+    P = jnp.asarray(P)
+    if not jnp.issubdtype(P.dtype, jnp.floating):
+        P = P.astype(jnp.result_type(float))
+    if isinstance(init, tuple):
+        B0, W0 = (jnp.asarray(x, P.dtype) for x in init)
+        if B0.shape != (P.shape[0], rank) or W0.shape != (rank, P.shape[1]):
+            raise ValueError(
+                f"`init` factors must have shapes {(P.shape[0], rank)} and {(rank, P.shape[1])}; "
+                f"got {B0.shape} and {W0.shape}."
+            )
+        if _validate.is_concrete((B0, W0)) and (np.any(np.asarray(B0) < 0) or np.any(np.asarray(W0) < 0)):
+            raise ValueError("`init` factors must be nonnegative.")
+        return _fit_from(P, B0, W0, n_iter=int(n_iter), kind=loss)
+    mode = "random" if init is None else init
+    if mode not in ("random", "nndsvda"):
+        raise ValueError(f"`init` must be None, 'random', 'nndsvda' or (B0, W0); got {init!r}.")
+    if mode == "random" and key is None:
+        raise ValueError("`key` is required for init='random' (pass jax.random.key(seed)).")
+    key = jax.random.key(0) if key is None else key
+    return _fit_init(P, key, rank=int(rank), n_iter=int(n_iter), kind=loss, init=mode)

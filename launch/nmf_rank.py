@@ -1,0 +1,118 @@
+"""Chapter 2, rank selection: NMF rank scan with the predictability criterion and the usual
+alternatives (explained variance, cophenetic correlation, dispersion, seed stability).
+
+Command:
+
+    python -m launch.nmf_rank --data lfw --ranks 2:40 --seeds 10 --out results/nmf
+    python -m launch.nmf_rank --data lfw --ranks 2:40 --seeds 10 --noise 0.25 --out results/nmf_noisy
+
+Runtime on 2 CPU cores: about 2 minutes for the first (39 ranks × 10 seeds × 500 KL iterations on
+the 100 LFW faces, 25 × 25; one compilation per rank). Expected on LFW: predictability violations
+fall from ~0.3 (R = 2) to below 0.01 by R ≈ 8–12; explained variance rises from 0.91 to 0.98;
+seed-to-seed matched cosine distance grows with R (≈ 0.05 at R = 4, ≈ 0.25 at R = 32); NMF
+smooths every image (S_i ≤ Ŝ_i for 100% of faces); basis entropy falls with R.
+
+Data: --data lfw | digits | bars | swimmer | folder:PATH (e.g. folder:~/UTKFace; --size sets the
+resize). Writes DIR/rank_scan.json and DIR/rank_curves.png; an interrupted scan resumes from
+DIR/rank_scan.partial.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+import tyro
+
+from entropy_jax import data as data_lib
+from entropy_jax import plots
+from entropy_jax.nmf import study
+from launch._common import Partial, data_mesh, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: str = "lfw"
+    """lfw, digits, bars, swimmer or folder:PATH."""
+    ranks: str = "2:40"
+    """Ranks to scan: lo:hi (inclusive), lo:hi:step or a comma list."""
+    seeds: int = 10
+    noise: float = 0.0
+    """Pixel-flip probability ξ applied to the data before fitting (R(ξ, τ))."""
+    tau: float = 0.01
+    """Tolerated fraction of predictability violations for R_c(τ)."""
+    n_iter: int = 500
+    loss: str = "kl"
+    seed: int = 0
+    size: tuple[int, int] = (50, 50)
+    """Resize for folder data."""
+    out: Path = Path("results/nmf")
+    resume: bool = True
+    progress: bool = True
+
+
+def load_data(name: str, size: tuple[int, int] = (50, 50)) -> data_lib.ImageSet:
+    return data_lib.load(name, size=tuple(size)) if name.startswith("folder:") else data_lib.load(name)
+
+
+def run_settings(config: Config) -> dict:
+    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    rc = result["effective_rank"]
+    lines = [
+        f"Data `{result['data']}` ({result['shape'][0]}×{result['shape'][1]} pixels, {result['n_images']} images), "
+        f"{s['seeds']} seeds × {s['n_iter']} {s['loss']} iterations per rank, noise ξ = {s['noise']:g}.",
+        "",
+        f"Effective rank R_c(τ = {s['tau']:g}): {rc['weighted']} (p(π, i)-weighted violations), "
+        f"{rc['unweighted']} (unweighted).",
+        "",
+        "| R | violations (weighted) | explained variance | cophenetic | dispersion | seed distance | S_i ≤ Ŝ_i | H(π|b) | Hoyer |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["per_rank"]:
+        lines.append(
+            f"| {r['rank']} | {r['v_weighted']['mean']:.4f} | {r['explained_variance']['mean']:.3f} "
+            f"| {r['cophenetic']:.3f} | {r['dispersion']:.3f} | {r['stability']['mean']:.3f} "
+            f"| {100 * r['smoothing']['mean']:.0f}% | {r['basis_entropy']['mean']:.2f} | {r['hoyer']['mean']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(config: Config) -> dict:
+    """Runs the scan; writes DIR/rank_scan.json and DIR/rank_curves.png; returns the result."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = load_data(config.data, config.size)
+    partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
+    result = study.rank_scan(
+        images.P.astype(np.float32),
+        study.parse_ranks(config.ranks),
+        key=jax.random.key(config.seed),
+        seeds=config.seeds,
+        n_iter=config.n_iter,
+        loss=config.loss,
+        noise=config.noise,
+        tau=config.tau,
+        mesh=data_mesh(),
+        progress=config.progress,
+        done={int(k): v for k, v in partial.rows.items()},
+        on_rank=partial.put,
+    )
+    result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
+    write_json(out / "rank_scan.json", result)
+    plt = plots._plt()
+    plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
+    partial.finish()
+    return result
+
+
+if __name__ == "__main__":
+    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+    res = main(cfg)
+    print(markdown(res))
+    print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
