@@ -55,3 +55,23 @@ def test_maxent_validity_notebook(tmp_path, monkeypatch):
     assert set(regimes) == {"near_uniform", "encodings", "moments"}
     for result in regimes.values():
         assert result["points"]
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_nmf_common_cause_notebook(tmp_path, monkeypatch):
+    nb = _execute("02_nmf_common_cause.ipynb", tmp_path, monkeypatch)
+    outputs = _outputs(nb)
+
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 6, f"only {len(images)} figures displayed"
+    markdowns = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("| R |" in m for m in markdowns), "the rank-scan table was not displayed"
+
+    scan = json.loads((tmp_path / "rank_scan.json").read_text())
+    assert scan["ranks"] == [2, 4, 6]
+    assert "effective_rank" in scan
+    assert (tmp_path / "stability.json").exists()
+    assert (tmp_path / "stability_arrays.npz").exists()

@@ -126,7 +126,7 @@ def init_nndsvda(P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     yp, yn = jnp.maximum(y, 0), jnp.maximum(-y, 0)
     nxp, nxn = jnp.linalg.norm(xp, axis=0), jnp.linalg.norm(xn, axis=0)
     nyp, nyn = jnp.linalg.norm(yp, axis=0), jnp.linalg.norm(yn, axis=0)
-    pos = nxp * nyp >= nxn * nyn
+    pos = nxp * nyp > nxn * nyn
     sigma = jnp.where(pos, nxp * nyp, nxn * nyn)
     u = jnp.where(pos, xp / jnp.where(nxp > 0, nxp, 1.0), xn / jnp.where(nxn > 0, nxn, 1.0))
     v = jnp.where(pos, yp / jnp.where(nyp > 0, nyp, 1.0), yn / jnp.where(nyn > 0, nyn, 1.0))
@@ -134,8 +134,8 @@ def init_nndsvda(P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     B = jnp.concatenate([b0[:, None], lam * u], axis=1)
     W = jnp.concatenate([w0[None, :], (lam * v).T], axis=0)
     fill = jnp.mean(P)
-    B = jnp.where(B < EPS, fill, B)  # sklearn's nndsvda: zeros (and near-zeros) → mean(P)
-    W = jnp.where(W < EPS, fill, W)
+    B = jnp.where(B < 1e-6, fill, B)  # sklearn's nndsvda: entries below 1e-6 → mean(P)
+    W = jnp.where(W < 1e-6, fill, W)
     return B, W
 
 

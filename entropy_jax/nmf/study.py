@@ -73,7 +73,12 @@ def _scan_one_rank(P, fit_keys, noise_keys, xi, *, rank_: int, n_iter: int, kind
 
 def _summary(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0}
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def rank_scan(
