@@ -90,7 +90,7 @@ def rank_scan(
     n_iter: int = 500,
     loss: str = "kl",
     noise: float = 0.0,
-    tau: float = 0.05,
+    tau: float = 0.01,
     mesh: jax.sharding.Mesh | None = None,
     progress: bool = False,
     done: dict | None = None,
