@@ -34,7 +34,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -43,14 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "RESULTS.md"
+from bench._results import REPO, RESULTS, machine_info, write_section
+
 SECTION = "## Chapter 1 — MaxEnt Bayes-risk table (bench/maxent_bench.py)"
-RESULTS_HEADER = (
-    "# Benchmark results\n\n"
-    "Numbers written by the scripts in `bench/`, one `## ` section per benchmark; each script\n"
-    "replaces only its own section when it is re-run.\n"
-)
 
 # Risk columns compared between the implementations (b_opt and ξ_opt are argmins of flat
 # curves, so their Monte-Carlo noise is not comparable to that of a risk).
@@ -179,27 +173,6 @@ def compare(jax_res: dict, np_res: dict) -> dict:
     }
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram": ram,
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def format_rows(result: dict, with_se: bool) -> list[str]:
     """Markdown table of a Table-1 result (risks in nats)."""
     def f(row, col, prec=3):
@@ -313,29 +286,6 @@ def render_section(args, cmd: str, info: dict, t_numpy: float, c_numpy: float, s
     return "\n".join(L) + "\n"
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replaces this benchmark's `## ` section of the shared results file (or appends it)."""
-    if not path.exists():
-        path.write_text(RESULTS_HEADER)
-    lines = path.read_text().splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == SECTION), None)
-    if start is None:
-        body = "".join(lines).rstrip("\n") + "\n\n" + text
-    else:
-        # The section ends at the next level-2 heading outside a code fence (other benchmarks'
-        # sections are left byte-for-byte as they are).
-        end, fenced = len(lines), False
-        for i in range(start + 1, len(lines)):
-            if lines[i].startswith("```"):
-                fenced = not fenced
-            elif not fenced and lines[i].startswith("## "):
-                end = i
-                break
-        tail = "".join(lines[end:])
-        body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(body)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--priors", type=int, default=100, help="prior draws (same-size comparison)")
@@ -406,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Results file.  Written even when the check failed, so the failure is on record.
     if not args.no_write:
         load = (load_start, os.getloadavg())
-        write_section(render_section(args, cmd, info, t_numpy, c_numpy, small, agree, big, load))
+        write_section(SECTION, render_section(args, cmd, info, t_numpy, c_numpy, small, agree, big, load))
         print(f"Wrote {RESULTS.relative_to(REPO)}", file=sys.stderr)
 
     if problems:

@@ -7,9 +7,13 @@ The rank scan of the issue on the LFW faces (`entropy_jax.data.lfw_faces()`, P i
 initialisations (default 5) × ``--n-iter`` KL multiplicative updates (default 500), no early
 stopping, all in the same run:
 
-* scikit-learn, in this process: ``NMF(solver="mu", beta_loss="kullback-leibler",
-  init="random", max_iter=n_iter, tol=0, random_state=seed).fit(Pᵀ)``, one fit per
-  (rank, seed), in float64 (its default) and in float32 (it keeps float32 input as float32).
+* scikit-learn: ``NMF(solver="mu", beta_loss="kullback-leibler", init="random",
+  max_iter=n_iter, tol=0, random_state=seed).fit(Pᵀ)``, one fit per (rank, seed), in float64
+  (its default) and float32 (it keeps float32 input as float32), each in three ways:
+  *default* (in this process, NumPy's BLAS as installed: the reference of the speed-up columns
+  the issue asks for), *1 BLAS thread* (threadpoolctl), and *2 processes × 1 BLAS thread*
+  (joblib), the usual way to spread many small independent fits over 2 cores.  The table also
+  gives each JAX row's speed-up against the fastest of the three at equal precision.
 * JAX, each configuration in a fresh interpreter so that "cold" really is cold: per rank one
   ``jax.vmap(lambda k: nmf.fit(P, R, key=k, n_iter=n_iter))(keys)`` over the seed keys (a single
   compiled program per rank).  Cold = first pass over all ranks (XLA compilation included,
@@ -20,7 +24,7 @@ stopping, all in the same run:
   (b) runs the seed count rounded up to even (6 for 5) and reports its times scaled back to
   the requested count (×5/6), i.e. assuming perfect per-seed scaling.
 * A correctness check: one (rank, seed) fit started from the same initial factors in both
-  libraries, float64, ``n_iter`` updates; the factors must agree to a relative 1e-5 (≈1e-13 is
+  libraries, float64, ``n_iter`` updates; the factors must agree to a relative 1e-5 (≈1e-14 is
   typical) or the script exits with status 1.
 
 It prints a table (wall time, CPU time of all threads, speed-ups vs sklearn float64 and
@@ -31,9 +35,10 @@ Command (from the repository root)::
 
     .venv/bin/python -m bench.nmf_bench
 
-Expected runtime on an idle 2-core machine: about 4 minutes (sklearn ≈ 1.5 min in float64 and
-≈ 45 s in float32; each of the four JAX processes ≈ 25 s, mostly compilation of the cold
-pass).  Other load on the machine stretches the wall times.
+Expected runtime on a quiet 2-core machine: about 2 minutes (sklearn ≈ 25 s in all; the four
+JAX processes 15–40 s each, float64 being the slowest).  Other load on the machine stretches
+the wall times, sklearn's multi-threaded default most of all: its BLAS threads spin-wait for
+each other on every small product, so under a load of ~3 it was seen to take 10× longer.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.maxent_bench import REPO, RESULTS, RESULTS_HEADER, machine_info
+from bench._results import REPO, RESULTS, machine_info, write_section
 
 SECTION = "## Chapter 2 — NMF rank scan (bench/nmf_bench.py)"
 GOAL_SPEEDUP = 5.0
@@ -92,7 +97,8 @@ def scan(pass_name):
     for r in spec["ranks"]:
         t, c = time.perf_counter(), time.process_time()
         res = jax.block_until_ready(
-            jax.vmap(lambda k: nmf.fit(P, r, key=k, n_iter=spec["n_iter"], loss="kl"))(keys))
+            jax.vmap(lambda k: nmf.fit(P, r, key=k, n_iter=spec["n_iter"], loss="kl",
+                                       trace_every=spec["n_iter"]))(keys))
         per_rank.append({"rank": r, "seconds": time.perf_counter() - t,
                          "cpu_seconds": time.process_time() - c,
                          "final_loss": float(np.mean(np.asarray(res.loss[:, -1], np.float64)))})
@@ -159,23 +165,63 @@ def sklearn_nmf(rank: int, n_iter: int, **kw):
                tol=0, **kw)
 
 
-def run_sklearn(X: np.ndarray, ranks: list[int], seeds: int, n_iter: int, label: str) -> dict:
-    """One sklearn fit per (rank, seed), timed per rank; tol=0 so every fit runs n_iter updates."""
+def _sklearn_fit(X: np.ndarray, rank: int, seed: int, n_iter: int) -> float:
+    """One fit; returns its final generalized KL (nats).  tol=0: always n_iter updates."""
+    m = sklearn_nmf(rank, n_iter, init="random", random_state=seed).fit(X)
+    assert m.n_iter_ == n_iter and m.components_.dtype == X.dtype
+    return float(m.reconstruction_err_ ** 2 / 2)  # sklearn reports sqrt(2·D_KL)
+
+
+def run_sklearn(X: np.ndarray, ranks: list[int], seeds: int, n_iter: int, label: str,
+                blas_threads: int | None) -> dict:
+    """One fit per (rank, seed) in this process, one after another, timed per rank.
+
+    blas_threads=None leaves NumPy's BLAS as installed (sklearn's default); otherwise it is
+    limited with threadpoolctl for the duration.
+    """
+    from threadpoolctl import threadpool_limits
+
     per_rank = []
-    t_all, c_all = time.perf_counter(), time.process_time()
-    for r in ranks:
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        t_all, c_all = time.perf_counter(), time.process_time()
+        for r in ranks:
+            t, c = time.perf_counter(), time.process_time()
+            kl = [_sklearn_fit(X, r, s, n_iter) for s in range(seeds)]
+            per_rank.append({"rank": r, "seconds": time.perf_counter() - t,
+                             "cpu_seconds": time.process_time() - c,
+                             "final_loss": float(np.mean(kl))})
+            print(f"  [{label}] R={r:>2}: {per_rank[-1]['seconds']:6.2f} s", file=sys.stderr,
+                  flush=True)
+        return {"seconds": time.perf_counter() - t_all,
+                "cpu_seconds": time.process_time() - c_all, "per_rank": per_rank}
+
+
+def _timed_fit(X: np.ndarray, rank: int, seed: int, n_iter: int) -> tuple[float, float]:
+    c = time.process_time()
+    kl = _sklearn_fit(X, rank, seed, n_iter)
+    return kl, time.process_time() - c
+
+
+def run_sklearn_parallel(X: np.ndarray, ranks: list[int], seeds: int, n_iter: int,
+                         n_jobs: int, label: str) -> dict:
+    """All (rank, seed) fits spread over `n_jobs` joblib worker processes (loky backend).
+
+    This is how one would use several cores for many small independent sklearn fits: loky
+    limits each worker's BLAS to cpu_count // n_jobs threads (1 here).  The pool is started and
+    sklearn imported in the workers by an untimed warm-up, so the timing holds only the fits
+    (plus joblib's dispatch).  CPU time = the workers' CPU time for the fits + this process's.
+    """
+    from joblib import Parallel, delayed
+
+    # Largest ranks first so that the two workers finish together.
+    tasks = sorted(((r, s) for r in ranks for s in range(seeds)), key=lambda t: -t[0])
+    with Parallel(n_jobs=n_jobs, backend="loky") as par:
+        par(delayed(_timed_fit)(X, ranks[0], 0, 2) for _ in range(n_jobs))
         t, c = time.perf_counter(), time.process_time()
-        kl = []
-        for s in range(seeds):
-            m = sklearn_nmf(r, n_iter, init="random", random_state=s).fit(X)
-            assert m.n_iter_ == n_iter and m.components_.dtype == X.dtype
-            kl.append(m.reconstruction_err_ ** 2 / 2)  # sklearn reports sqrt(2·D_KL)
-        per_rank.append({"rank": r, "seconds": time.perf_counter() - t,
-                         "cpu_seconds": time.process_time() - c, "final_loss": float(np.mean(kl))})
-        print(f"  [{label}] R={r:>2}: {per_rank[-1]['seconds']:6.2f} s", file=sys.stderr,
-              flush=True)
-    return {"seconds": time.perf_counter() - t_all, "cpu_seconds": time.process_time() - c_all,
-            "per_rank": per_rank}
+        out = par(delayed(_timed_fit)(X, r, s, n_iter) for r, s in tasks)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    print(f"  [{label}] all {len(tasks)} fits: {wall:6.2f} s", file=sys.stderr, flush=True)
+    return {"seconds": wall, "cpu_seconds": cpu + sum(c for _, c in out), "per_rank": None}
 
 
 def check_init(P: np.ndarray, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,37 +261,58 @@ def flop_estimate(ranks: list[int], seeds: int, n_iter: int, m: int, n: int) -> 
     return {"matmul": matmul, "elementwise": elementwise, "total": matmul + elementwise}
 
 
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
+def blas_info() -> tuple[str, int | None]:
+    """NumPy's BLAS as threadpoolctl sees it, and its default thread count."""
+    from threadpoolctl import threadpool_info
 
-        libs = [f"{d.get('internal_api')} {d.get('version')} ({d.get('num_threads')} threads)"
-                for d in threadpool_info() if d.get("user_api") == "blas"]
-        return ", ".join(libs) or "unknown"
-    except Exception:  # informational only
-        return "unknown"
+    libs = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+    text = ", ".join(f"{d.get('internal_api')} {d.get('version')} ({d.get('num_threads')} threads)"
+                     for d in libs) or "unknown"
+    return text, (libs[0].get("num_threads") if libs else None)
 
 
-def build_rows(sk64: dict, sk32: dict, jax_runs: dict, scale: float, mesh_seeds: int,
-               seeds: int) -> list[dict]:
-    """Table rows; 2-device times are scaled by `scale` = seeds / mesh_seeds."""
+# sklearn configurations: as installed; BLAS limited to 1 thread; 2 joblib workers × 1 thread.
+SKLEARN_CONFIGS = ("default", "blas1", "procs2")
+
+
+def sklearn_label(config: str, default_threads: int | None) -> str:
+    return {"default": f"1 process, {default_threads or '?'} BLAS threads (default)",
+            "blas1": "1 process, 1 BLAS thread",
+            "procs2": "2 processes × 1 BLAS thread"}[config]
+
+
+def build_rows(sk: dict, jax_runs: dict, scale: float, mesh_seeds: int, seeds: int,
+               default_threads: int | None) -> list[dict]:
+    """Table rows.  The multi-device JAX times are multiplied by `scale` = seeds / mesh_seeds.
+
+    Speed-ups: vs64 / vs32 against sklearn's default configuration in float64 / float32 (the
+    comparison the issue asks for); vs_best against the fastest measured sklearn configuration
+    at the row's own precision.
+    """
     rows = [
-        {"impl": "sklearn NMF(solver='mu')", "prec": "float64", "dev": "—",
-         "wall": sk64["seconds"], "cpu": sk64["cpu_seconds"]},
-        {"impl": "sklearn NMF(solver='mu')", "prec": "float32", "dev": "—",
-         "wall": sk32["seconds"], "cpu": sk32["cpu_seconds"]},
+        {"impl": "sklearn NMF(solver='mu')", "phase": None, "prec": prec, "devices": None,
+         "config": config, "dev": sklearn_label(config, default_threads),
+         "wall": sk[(config, prec)]["seconds"], "cpu": sk[(config, prec)]["cpu_seconds"]}
+        for prec in ("float64", "float32") for config in SKLEARN_CONFIGS
     ]
     for (prec, devices), out in jax_runs.items():
         s = scale if devices > 1 else 1.0
-        dev = (f"{devices} ({mesh_seeds} seeds ×{seeds}/{mesh_seeds})"
-               if devices > 1 and s != 1.0 else str(devices))
+        dev = f"{devices} ({mesh_seeds} seeds ×{seeds}/{mesh_seeds})" if s != 1.0 else str(devices)
         for phase in ("cold", "warm"):
-            rows.append({"impl": f"JAX {phase}", "prec": prec, "dev": dev,
+            rows.append({"impl": f"JAX {phase}", "phase": phase, "prec": prec,
+                         "devices": devices, "config": None, "dev": dev,
                          "wall": s * out[phase]["seconds"], "cpu": s * out[phase]["cpu_seconds"]})
+    best = {prec: min(v["seconds"] for (c, p), v in sk.items() if p == prec)
+            for prec in ("float64", "float32")}
     for r in rows:
-        r["vs64"] = sk64["seconds"] / r["wall"]
-        r["vs32"] = sk32["seconds"] / r["wall"]
+        r["vs64"] = sk[("default", "float64")]["seconds"] / r["wall"]
+        r["vs32"] = sk[("default", "float32")]["seconds"] / r["wall"]
+        r["vs_best"] = best[r["prec"]] / r["wall"]
     return rows
+
+
+def fastest_sklearn(rows: list[dict], prec: str) -> dict:
+    return min((r for r in rows if r["config"] and r["prec"] == prec), key=lambda r: r["wall"])
 
 
 def _load(avg: tuple) -> str:
@@ -256,39 +323,41 @@ def _fmt_x(x: float) -> str:
     return f"{x:.1f}×"
 
 
-def render_section(args, cmd: str, info: dict, rows: list[dict], sk64: dict, sk32: dict,
-                   jax_runs: dict, check: dict, flops: dict, mesh_seeds: int,
-                   load: tuple[tuple, tuple], blas: str) -> str:
+def render_section(args, cmd: str, info: dict, rows: list[dict], sk: dict, jax_runs: dict,
+                   check: dict, flops: dict, mesh_seeds: int, load: tuple[tuple, tuple],
+                   blas: str) -> str:
     any_run = next(iter(jax_runs.values()))
     scale_note = (f"with the seeds sharded over the {MESH_DEVICES} devices; {args.seeds} seeds "
                   f"do not split evenly, so these runs fit {mesh_seeds} seeds and their wall "
-                  f"and CPU times are multiplied by {args.seeds}/{mesh_seeds} (assumes the "
-                  "cost per seed is constant)"
+                  f"and CPU times are multiplied by {args.seeds}/{mesh_seeds} (this assumes a "
+                  "constant cost per seed)"
                   if mesh_seeds != args.seeds else
                   f"with the {args.seeds} seeds sharded over the {MESH_DEVICES} devices")
+    n_fits = len(args.ranks) * args.seeds
     L = [SECTION, ""]
     L += [
         f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- Machine: {info['cpu']}, {info['cores']} cores (`os.cpu_count()`), {info['ram']} RAM, "
         f"{info['platform']}",
         f"- Python {info['python']}, jax {any_run['jax']}, jaxlib {any_run['jaxlib']}, backend "
-        f"`{any_run['backend']}`; scikit-learn {sk64['version']}, NumPy BLAS: {blas}",
+        f"`{any_run['backend']}`; scikit-learn {args.sklearn_version}, NumPy BLAS: {blas}",
         f"- Command: `{cmd}`",
         f"- 1/5/15-min load average at start {_load(load[0])}, at end {_load(load[1])}: the "
         "machine is shared, so a load above the core count means the wall times below include "
-        "waiting for a CPU (CPU times, summed over all threads of the process, are given as a "
-        "load-independent cross-check).",
+        "waiting for a CPU (CPU times, summed over all threads and worker processes, are given "
+        "as a cross-check; spin-waiting threads inflate them too).",
         f"- Work: LFW faces, P = {args.pixels} pixels × {args.images} images; ranks "
         f"{', '.join(map(str, args.ranks))} × {args.seeds} seeds × {args.n_iter} KL "
-        "multiplicative updates, no early stopping.",
+        f"multiplicative updates = {n_fits} fits, no early stopping.",
         "",
-        "| implementation | precision | devices | wall (s) | CPU (s) | speed-up vs sklearn "
-        "float64 | speed-up vs sklearn float32 | GFLOP/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| implementation | precision | devices / threads | wall (s) | CPU (s) | speed-up vs "
+        "sklearn float64 | speed-up vs sklearn float32 | speed-up vs fastest sklearn, same "
+        "precision | GFLOP/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         L.append(f"| {r['impl']} | {r['prec']} | {r['dev']} | {r['wall']:.2f} | {r['cpu']:.2f} | "
-                 f"{_fmt_x(r['vs64'])} | {_fmt_x(r['vs32'])} | "
+                 f"{_fmt_x(r['vs64'])} | {_fmt_x(r['vs32'])} | {_fmt_x(r['vs_best'])} | "
                  f"{flops['total'] / r['wall'] / 1e9:.1f} |")
     L += [
         "",
@@ -296,20 +365,31 @@ def render_section(args, cmd: str, info: dict, rows: list[dict], sk64: dict, sk3
         "",
         f"- sklearn: `NMF(n_components=R, solver=\"mu\", beta_loss=\"kullback-leibler\", "
         f"init=\"random\", max_iter={args.n_iter}, tol=0, random_state=seed).fit(X)` with X = Pᵀ "
-        f"(float64, or `X.astype(np.float32)`, which sklearn keeps in float32), one fit after "
-        f"another for each (rank, seed) in this process ({len(args.ranks) * args.seeds} fits). "
-        "`tol=0` makes every fit run all iterations and skips sklearn's loss evaluations "
-        "(it computes the loss once at the start and once at the end); its NumPy BLAS may use "
-        "both cores.",
+        "(float64, or `X.astype(np.float32)`, which sklearn keeps in float32), once per "
+        "(rank, seed). `tol=0` makes every fit run all iterations and skips sklearn's periodic "
+        "loss evaluations (it computes the loss at the start and at the end only). An untimed "
+        "tiny fit comes first, so one-off start-up costs are not counted.",
+        "  - *default*: one fit after another in this process, NumPy's BLAS as installed. "
+        "**These are the \"sklearn float64 / float32\" references of the speed-up columns** "
+        "(the issue's comparison).",
+        "  - *1 BLAS thread*: the same, with `threadpoolctl.threadpool_limits(1, "
+        "user_api=\"blas\")`.",
+        f"  - *2 processes × 1 BLAS thread*: the {n_fits} fits spread over a 2-worker "
+        "`joblib.Parallel(n_jobs=2)` (loky gives each worker one BLAS thread), largest ranks "
+        "first; worker start-up excluded by an untimed warm-up; no per-rank times.",
         f"- JAX: per rank `jax.vmap(lambda k: nmf.fit(P, R, key=k, n_iter={args.n_iter}, "
-        "loss=\"kl\"))(keys)` followed by `jax.block_until_ready`: one compiled program per "
-        "rank that fits all seeds, including the random init and the KL loss after every "
-        "iteration (which sklearn does not compute). Each configuration runs in its own fresh "
-        "process; *cold* is the first pass over all ranks (XLA compilation included, `import` "
-        "excluded), *warm* a second pass reusing the compiled programs.",
-        "- devices 1: one XLA CPU device (no `--xla_force_host_platform_device_count`).",
-        f"- devices {MESH_DEVICES}: `XLA_FLAGS={_DEVICE_FLAG}={MESH_DEVICES}` set before jax is "
-        f"imported, {scale_note}. Key sharding: `{jax_runs[('float32', MESH_DEVICES)]['key_sharding']}`.",
+        f"loss=\"kl\", trace_every={args.n_iter}))(keys)` followed by `jax.block_until_ready`: one "
+        "compiled program per rank fitting all seeds, including the random init and the final "
+        "KL loss (`trace_every=n_iter`: like sklearn with tol=0, no loss inside the loop; the "
+        "default per-iteration trace costs ~10% more in float32 and ~3× more in float64). "
+        "Each configuration runs in its own fresh "
+        "process with `JAX_PLATFORMS=cpu`; *cold* is the first pass over all ranks (XLA "
+        "compilation included, `import` excluded), *warm* a second pass reusing the compiled "
+        "programs.",
+        "  - devices 1: one XLA CPU device (no `--xla_force_host_platform_device_count`).",
+        f"  - devices {MESH_DEVICES}: `XLA_FLAGS={_DEVICE_FLAG}={MESH_DEVICES}` set before jax "
+        f"is imported, {scale_note}; key sharding "
+        f"`{jax_runs[('float32', MESH_DEVICES)]['key_sharding']}`.",
         "- GFLOP/s: the FLOP estimate below divided by the wall time.",
         "",
         f"FLOP estimate: each KL iteration does 4 matrix products of size pixels × R × images "
@@ -318,25 +398,27 @@ def render_section(args, cmd: str, info: dict, rows: list[dict], sk64: dict, sk3
         f"sums). Over the scan: {flops['matmul'] / 1e9:.1f} GFLOP in products + "
         f"{flops['elementwise'] / 1e9:.1f} GFLOP elementwise = {flops['total'] / 1e9:.1f} GFLOP.",
         "",
-        "Per rank (wall seconds for all seeds; JAX warm pass; mean final KL over the seeds, "
-        "nats, different random initialisations in the two libraries):",
+        "Per rank (wall seconds for all seeds; JAX warm pass, 2-device times scaled as above; "
+        "mean final KL over the seeds in nats, from different random initialisations in the two "
+        "libraries):",
         "",
-        "| R | sklearn f64 | sklearn f32 | JAX f32 1 dev | JAX f64 1 dev | "
-        f"JAX f32 {MESH_DEVICES} dev (scaled) | JAX f64 {MESH_DEVICES} dev (scaled) | "
-        "KL sklearn f64 | KL JAX f64 1 dev |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| R | sklearn f64 default | sklearn f64 1 thread | sklearn f32 default | sklearn f32 1 "
+        f"thread | JAX f32 1 dev | JAX f32 {MESH_DEVICES} dev | JAX f64 1 dev | JAX f64 "
+        f"{MESH_DEVICES} dev | KL sklearn f64 | KL JAX f64 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     scale = args.seeds / mesh_seeds
+    cols = [(sk[("default", "float64")], 1.0), (sk[("blas1", "float64")], 1.0),
+            (sk[("default", "float32")], 1.0), (sk[("blas1", "float32")], 1.0),
+            (jax_runs[("float32", 1)]["warm"], 1.0),
+            (jax_runs[("float32", MESH_DEVICES)]["warm"], scale),
+            (jax_runs[("float64", 1)]["warm"], 1.0),
+            (jax_runs[("float64", MESH_DEVICES)]["warm"], scale)]
     for i, r in enumerate(args.ranks):
-        cell = lambda run, s=1.0: f"{s * run['per_rank'][i]['seconds']:.2f}"  # noqa: E731
-        L.append(
-            f"| {r} | {cell(sk64)} | {cell(sk32)} | {cell(jax_runs[('float32', 1)]['warm'])} | "
-            f"{cell(jax_runs[('float64', 1)]['warm'])} | "
-            f"{cell(jax_runs[('float32', MESH_DEVICES)]['warm'], scale)} | "
-            f"{cell(jax_runs[('float64', MESH_DEVICES)]['warm'], scale)} | "
-            f"{sk64['per_rank'][i]['final_loss']:.2f} | "
-            f"{jax_runs[('float64', 1)]['warm']['per_rank'][i]['final_loss']:.2f} |"
-        )
+        cells = [f"{s * run['per_rank'][i]['seconds']:.2f}" for run, s in cols]
+        kl = (sk[("default", "float64")]["per_rank"][i]["final_loss"],
+              jax_runs[("float64", 1)]["warm"]["per_rank"][i]["final_loss"])
+        L.append(f"| {r} | " + " | ".join(cells) + f" | {kl[0]:.2f} | {kl[1]:.2f} |")
     L += [
         "",
         f"Correctness (same initial factors, float64, R = {check['rank']}, {args.n_iter} "
@@ -346,7 +428,18 @@ def render_section(args, cmd: str, info: dict, rows: list[dict], sk64: dict, sk3
         f"(relative {check['loss_rel']:.1e}). Threshold {CHECK_TOL:.0e}: "
         f"{'passed' if check['ok'] else 'FAILED'}.",
         "",
-        "### Goal (from the issue): ≥ 5× faster than sklearn on 2 cores",
+    ]
+    for prec in ("float64", "float32"):
+        ratio = sk[("default", prec)]["seconds"] / sk[("blas1", prec)]["seconds"]
+        if ratio > 1.5:
+            # OpenBLAS threads spin-wait for each other on every small product; when another
+            # process holds a core, that waiting dominates.  Flag it: it moves every ratio.
+            L += [f"Note: sklearn's default configuration took {ratio:.1f}× the 1-BLAS-thread "
+                  f"time in {prec}; multi-threaded BLAS on these small products is very "
+                  "sensitive to other load on the machine, so the default-referenced speed-ups "
+                  "above are inflated by it.", ""]
+    L += [
+        f"### Goal (from the issue): ≥ {GOAL_SPEEDUP:.0f}× faster than sklearn on 2 cores",
         "",
     ]
     L += goal_lines(rows, args.seeds, mesh_seeds)
@@ -354,76 +447,56 @@ def render_section(args, cmd: str, info: dict, rows: list[dict], sk64: dict, sk3
 
 
 def goal_lines(rows: list[dict], seeds: int, mesh_seeds: int) -> list[str]:
-    """One verdict per comparison: JAX f32 vs sklearn's default f64, and at equal precision."""
+    """Verdicts against sklearn's default configuration (as asked) and its fastest one."""
     met = lambda x: "**met**" if x >= GOAL_SPEEDUP else "**not met**"  # noqa: E731
-    jax = {(r["prec"], r["dev"].split()[0], r["impl"].split()[1]): r
-           for r in rows if r["impl"].startswith("JAX")}
+    jax = {(r["prec"], r["devices"], r["phase"]): r for r in rows if r["phase"]}
 
-    def line(prec: str, ref: str, title: str) -> str:
-        key = "vs64" if ref == "float64" else "vs32"
+    def line(title: str, prec: str, ref: dict) -> str:
         parts = []
-        for dev in ("1", str(MESH_DEVICES)):
-            w, c = jax[(prec, dev, "warm")][key], jax[(prec, dev, "cold")][key]
-            parts.append(f"{dev} device{'s' if dev != '1' else ''}: warm {_fmt_x(w)} → {met(w)}, "
+        for dev in (1, MESH_DEVICES):
+            w, c = (ref["wall"] / jax[(prec, dev, phase)]["wall"] for phase in ("warm", "cold"))
+            parts.append(f"{dev} device{'s' if dev > 1 else ''}: warm {_fmt_x(w)} → {met(w)}, "
                          f"cold {_fmt_x(c)} → {met(c)}")
-        return f"- {title} (JAX {prec} vs sklearn {ref}): " + "; ".join(parts) + "."
+        return (f"- {title}: JAX {prec} vs sklearn {ref['prec']}, {ref['dev']} "
+                f"({ref['wall']:.2f} s): " + "; ".join(parts) + ".")
 
+    default = {p: next(r for r in rows if r["config"] == "default" and r["prec"] == p)
+               for p in ("float64", "float32")}
+    best = {p: fastest_sklearn(rows, p) for p in ("float64", "float32")}
     L = [
-        line("float32", "float64", "Against sklearn's default"),
-        line("float32", "float32", "Equal precision, float32"),
-        line("float64", "float64", "Equal precision, float64"),
+        line("Against sklearn's default (float64)", "float32", default["float64"]),
+        line("Equal precision, float32, sklearn default", "float32", default["float32"]),
+        line("Equal precision, float64, sklearn default", "float64", default["float64"]),
+        line("Equal precision, float32, fastest sklearn", "float32", best["float32"]),
+        line("Equal precision, float64, fastest sklearn", "float64", best["float64"]),
     ]
-    warm = [r for r in rows if r["impl"] == "JAX warm"]
-    cold = [r for r in rows if r["impl"] == "JAX cold"]
-    eq = [r for r in warm if r["prec"] == "float64"] + [r for r in warm if r["prec"] == "float32"]
-    worst_eq = min((r["vs64"] if r["prec"] == "float64" else r["vs32"]) for r in eq)
-    worst_cold = min((r["vs64"] if r["prec"] == "float64" else r["vs32"]) for r in cold)
+
+    def summary(ref: dict[str, dict], phase: str) -> str:
+        xs = [ref[p]["wall"] / jax[(p, d, phase)]["wall"]
+              for p in ("float32", "float64") for d in (1, MESH_DEVICES)]
+        n_ok = sum(x >= GOAL_SPEEDUP for x in xs)
+        return f"{_fmt_x(min(xs))}–{_fmt_x(max(xs))}, met in {n_ok} of {len(xs)} configurations"
+
     L += [
         "",
-        f"Summary: warm (compiled programs reused), the goal is "
-        f"{'met in every configuration at equal precision' if worst_eq >= GOAL_SPEEDUP else 'not met in every configuration at equal precision'}"
-        f" (smallest equal-precision warm speed-up {_fmt_x(worst_eq)}); cold (one scan in a "
-        f"fresh process, 8 XLA compilations included), the smallest equal-precision speed-up is "
-        f"{_fmt_x(worst_cold)} → {met(worst_cold)}."
+        "Summary at equal precision (JAX float32 and float64, 1 and "
+        f"{MESH_DEVICES} devices): against sklearn's default configuration, warm "
+        f"{summary(default, 'warm')}, cold {summary(default, 'cold')}; against the fastest "
+        f"sklearn configuration, warm {summary(best, 'warm')}, cold {summary(best, 'cold')}."
         + (f" The {MESH_DEVICES}-device figures are extrapolated from {mesh_seeds} seeds to "
            f"{seeds} (×{seeds}/{mesh_seeds})." if mesh_seeds != seeds else ""),
     ]
     return L
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replaces this benchmark's `## ` section of the shared results file (or appends it).
-
-    Same convention as bench/maxent_bench.py: the section ends at the next level-2 heading
-    outside a code fence, and other benchmarks' sections are left byte-for-byte as they are.
-    """
-    if not path.exists():
-        path.write_text(RESULTS_HEADER)
-    lines = path.read_text().splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == SECTION), None)
-    if start is None:
-        body = "".join(lines).rstrip("\n") + "\n\n" + text
-    else:
-        end, fenced = len(lines), False
-        for i in range(start + 1, len(lines)):
-            if lines[i].startswith("```"):
-                fenced = not fenced
-            elif not fenced and lines[i].startswith("## "):
-                end = i
-                break
-        tail = "".join(lines[end:])
-        body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(body)
-
-
 def print_table(rows: list[dict], flops: dict) -> None:
-    head = (f"{'implementation':<26} {'precision':<9} {'devices':<22} {'wall (s)':>9} "
-            f"{'CPU (s)':>9} {'vs skl f64':>11} {'vs skl f32':>11} {'GFLOP/s':>8}")
+    head = (f"{'implementation':<25} {'precision':<9} {'devices / threads':<43} {'wall (s)':>9} "
+            f"{'CPU (s)':>9} {'vs skl f64':>10} {'vs skl f32':>10} {'vs best':>8} {'GFLOP/s':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['impl']:<26} {r['prec']:<9} {r['dev']:<22} {r['wall']:>9.2f} {r['cpu']:>9.2f} "
-              f"{_fmt_x(r['vs64']):>11} {_fmt_x(r['vs32']):>11} "
+        print(f"{r['impl']:<25} {r['prec']:<9} {r['dev']:<43} {r['wall']:>9.2f} {r['cpu']:>9.2f} "
+              f"{_fmt_x(r['vs64']):>10} {_fmt_x(r['vs32']):>10} {_fmt_x(r['vs_best']):>8} "
               f"{flops['total'] / r['wall'] / 1e9:>8.1f}")
 
 
@@ -447,17 +520,30 @@ def main(argv: list[str] | None = None) -> int:
     P = lfw_faces().P  # (pixels, images) float64
     X = P.T.copy()  # sklearn's layout, C-contiguous like a user's array would be
     args.pixels, args.images = P.shape
+    args.sklearn_version = sklearn.__version__
+    blas, default_threads = blas_info()
     mesh_seeds = -(-args.seeds // MESH_DEVICES) * MESH_DEVICES
     check_rank, check_seed = args.ranks[len(args.ranks) // 2], 0
 
+    sk = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        print(f"sklearn float64, {len(args.ranks)} ranks × {args.seeds} seeds ...", file=sys.stderr)
-        sk64 = run_sklearn(X, args.ranks, args.seeds, args.n_iter, "sklearn f64")
-        print("sklearn float32 ...", file=sys.stderr)
-        sk32 = run_sklearn(X.astype(np.float32), args.ranks, args.seeds, args.n_iter,
-                           "sklearn f32")
-    sk64["version"] = sklearn.__version__
+        # sklearn has nothing to compile, but its first fit pays one-off costs (lazy imports,
+        # BLAS thread start-up); an untimed tiny fit keeps them out of the first rank's time.
+        for dt in (np.float64, np.float32):
+            _sklearn_fit(X.astype(dt), args.ranks[0], 0, 2)
+        for prec in ("float64", "float32"):
+            Xp = X.astype(prec)
+            for config, threads in (("default", None), ("blas1", 1)):
+                label = f"sklearn {prec} {sklearn_label(config, default_threads)}"
+                print(f"{label}, {len(args.ranks)} ranks × {args.seeds} seeds ...",
+                      file=sys.stderr)
+                sk[(config, prec)] = run_sklearn(Xp, args.ranks, args.seeds, args.n_iter, label,
+                                                 blas_threads=threads)
+            label = f"sklearn {prec} {sklearn_label('procs2', default_threads)}"
+            print(f"{label} ...", file=sys.stderr)
+            sk[("procs2", prec)] = run_sklearn_parallel(Xp, args.ranks, args.seeds, args.n_iter,
+                                                        n_jobs=2, label=label)
 
     jax_runs = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -483,12 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     check["rank"] = check_rank
 
     flops = flop_estimate(args.ranks, args.seeds, args.n_iter, args.pixels, args.images)
-    rows = build_rows(sk64, sk32, jax_runs, args.seeds / mesh_seeds, mesh_seeds, args.seeds)
+    rows = build_rows(sk, jax_runs, args.seeds / mesh_seeds, mesh_seeds, args.seeds,
+                      default_threads)
 
     print()
     print(f"NMF rank scan, LFW {args.pixels} × {args.images}: ranks {args.ranks} × {args.seeds} "
           f"seeds × {args.n_iter} KL iterations ({flops['total'] / 1e9:.1f} GFLOP)")
     print_table(rows, flops)
+    print("(vs skl f64 / f32: against sklearn's default configuration; vs best: against the "
+          "fastest sklearn configuration at the row's precision)")
     if mesh_seeds != args.seeds:
         print(f"({MESH_DEVICES}-device rows: {mesh_seeds} seeds sharded over the devices, times "
               f"scaled by {args.seeds}/{mesh_seeds} to {args.seeds} seeds.)")
@@ -504,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     # Written even when the check failed, so the failure is on record.
     if not args.no_write:
         load = (load_start, os.getloadavg())
-        write_section(render_section(args, cmd, info, rows, sk64, sk32, jax_runs, check, flops,
-                                     mesh_seeds, load, blas_info()))
+        write_section(SECTION, render_section(args, cmd, info, rows, sk, jax_runs, check, flops,
+                                     mesh_seeds, load, blas))
         print(f"Wrote {RESULTS.relative_to(REPO)}", file=sys.stderr)
 
     if not check["ok"]:

@@ -1,8 +1,8 @@
 """Thin experiment entry points: `python -m launch.<name> --help`. Each exposes `main(config)`.
 
 XLA runs each CPU operation of a small program on few threads, so matrix-heavy work (the NMF
-fits of Chapter 2) runs 1.7× faster on 2 cores when each core is its own XLA device and the
-seeds are sharded over them (`launch._common.data_mesh`). Launchers therefore ask for one XLA
+fits of Chapter 2) runs 1.3–1.7× faster on 2 cores when each core is its own XLA device and the
+seeds are sharded over them (`launch._common.data_mesh`; measured in bench/RESULTS.md). Launchers therefore ask for one XLA
 CPU device per core, unless XLA_FLAGS already sets a count or JAX is already initialised. Only
 the CPU platform is affected; GPU and TPU backends are not.
 """

@@ -133,3 +133,17 @@ def test_all_zero_images_and_pixels_stay_zero_and_are_flagged(rng):
     cond, empty = nmf.prob.image_conditional(jnp.asarray(P))
     assert bool(empty[3]) and int(empty.sum()) == 1
     np.testing.assert_allclose(np.asarray(cond[:, 3]), 1 / 40)
+
+
+@pytest.mark.parametrize("kind", ["kl", "frobenius"])
+def test_trace_every_thins_the_trace_without_changing_the_iterates(x64, rng, kind):
+    P = jnp.asarray(_data(rng))
+    full = nmf.fit(P, 3, key=jax.random.key(0), n_iter=40, loss=kind)
+    thin = nmf.fit(P, 3, key=jax.random.key(0), n_iter=40, loss=kind, trace_every=10)
+    final = nmf.fit(P, 3, key=jax.random.key(0), n_iter=40, loss=kind, trace_every=40)
+    assert full.loss.shape == (40,) and thin.loss.shape == (4,) and final.loss.shape == (1,)
+    np.testing.assert_allclose(np.asarray(thin.B), np.asarray(full.B), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(thin.loss), np.asarray(full.loss[9::10]), rtol=1e-10)
+    np.testing.assert_allclose(float(final.loss[0]), float(full.loss[-1]), rtol=1e-10)
+    with pytest.raises(ValueError, match="trace_every"):
+        nmf.fit(P, 3, key=jax.random.key(0), n_iter=40, trace_every=7)
