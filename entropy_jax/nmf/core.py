@@ -68,6 +68,10 @@ def _guard(den: jax.Array) -> jax.Array:
     return jnp.where(den == 0, EPS, den)
 
 
+def _kl_w_update(P, B, W, BW):
+    return W * (B.T @ (P / jnp.maximum(BW, EPS))) / _guard(B.sum(0))[:, None]
+
+
 def _kl_b_update(P, B, W):
     ratio = P / jnp.maximum(B @ W, EPS)
     w_sum = W.sum(1)
@@ -79,7 +83,7 @@ def _kl_b_update(P, B, W):
 def _kl_step(P, B, W, BW):
     # BW = B @ W on entry and on exit: the product after the B update serves the loss and the
     # next W update, so an iteration costs four matrix products, not five.
-    W = W * (B.T @ (P / jnp.maximum(BW, EPS))) / _guard(B.sum(0))[:, None]
+    W = _kl_w_update(P, B, W, BW)
     B = _kl_b_update(P, B, W)
     BW = B @ W
     return B, W, BW, _kl_from_product(P, BW, B, W)
@@ -148,7 +152,7 @@ def _run(P, B, W, n_iter: int, kind: Loss, trace_every: int = 1) -> NMFResult:
     if kind == "kl":
         def update(carry):
             B, W, BW = carry
-            W = W * (B.T @ (P / jnp.maximum(BW, EPS))) / _guard(B.sum(0))[:, None]
+            W = _kl_w_update(P, B, W, BW)
             B = _kl_b_update(P, B, W)
             return B, W, B @ W
 
