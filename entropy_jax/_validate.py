@@ -68,11 +68,3 @@ def encoding(name: str, z, n: int | None = None) -> None:
             raise ValueError(f"`{name}` has non-finite entries.")
         if np.unique(v).size != v.size:
             raise ValueError(f"`{name}` must have pairwise distinct values (two outcomes share one).")
-
-
-def probabilities(name: str, p) -> None:
-    if np.ndim(p) < 1 or np.shape(p)[-1] < 2:
-        raise ValueError(f"`{name}` needs n >= 2 outcomes on its last axis; got shape {np.shape(p)}.")
-    v = _concrete(p)
-    if v is not None and (np.any(v < 0) or not np.allclose(v.sum(-1), 1.0, atol=1e-5)):
-        raise ValueError(f"`{name}` must be nonnegative and sum to 1 along its last axis.")

@@ -50,43 +50,50 @@ class Config:
     progress: bool = True
 
 
+def _points_by_m(r: dict, **labels) -> list[dict]:
+    """The regime's points with these labels, one per M in r["ms"] order."""
+    return [next(p for p in r["points"] if p["M"] == m and all(p[k] == v for k, v in labels.items()))
+            for m in r["ms"]]
+
+
+def _m_table(first_cols: tuple[str, ...], ms, rows) -> list[str]:
+    """A Markdown table with one column per M; rows are (labels, cells)."""
+    head = "| " + " | ".join(first_cols) + " | " + " | ".join(f"M = {m}" for m in ms) + " |"
+    rule = "|" + "---|" * len(first_cols) + "---:|" * len(ms)
+    return [head, rule] + ["| " + " | ".join(labels) + " | " + " | ".join(cells) + " |" for labels, cells in rows]
+
+
+def _cell(value, fmt: str = ".3f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
 def _summary_near_uniform(r: dict) -> list[str]:
-    lines = ["| α | " + " | ".join(f"M = {m}" for m in r["ms"]) + " |",
-             "|---:|" + "---:|" * len(r["ms"])]
-    for a in r["alphas"]:
-        cells = []
-        for m in r["ms"]:
-            p = next(p for p in r["points"] if p["alpha"] == a and p["M"] == m)
-            cells.append("—" if p["maxent1"] is None else f"{p['maxent1'] / p['baseline']:.2f}")
-        lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
-    return ["First-moment MaxEnt risk / uniform-baseline risk (above 1: worse than ignoring the data):", ""] + lines
+    rows = [((f"{a:g}",), [_cell(None if p["maxent1"] is None else p["maxent1"] / p["baseline"], ".2f")
+                           for p in _points_by_m(r, alpha=a)])
+            for a in r["alphas"]]
+    return ["First-moment MaxEnt risk / uniform-baseline risk (above 1: worse than ignoring the data):", ""] + \
+        _m_table(("α",), r["ms"], rows)
 
 
 def _summary_encodings(r: dict) -> list[str]:
-    lines = ["| encoding | " + " | ".join(f"M = {m}" for m in r["ms"]) + " |",
-             "|---|" + "---:|" * len(r["ms"])]
-    for enc in r["encodings"]:
-        cells = []
-        for m in r["ms"]:
-            p = next(p for p in r["points"] if p["encoding"] == enc and p["M"] == m)
-            cells.append("—" if p["maxent1"] is None else f"{p['maxent1']:.3f}")
-        lines.append(f"| MaxEnt, z = {enc} | " + " | ".join(cells) + " |")
-    first = [next(p for p in r["points"] if p["encoding"] == r["encodings"][0] and p["M"] == m) for m in r["ms"]]
-    lines.append("| ML, b_opt (any z) | " + " | ".join(f"{p['ml_bopt']:.3f}" for p in first) + " |")
-    lines.append("| Bayes (any z) | " + " | ".join(f"{p['bayes_mixture']:.3f}" for p in first) + " |")
-    return [f"Bayes risk (nats) under the Table 1 prior; uniform baseline {r['baseline_exact']:.3f}:", ""] + lines
+    rows = [((f"MaxEnt, z = {enc}",), [_cell(p["maxent1"]) for p in _points_by_m(r, encoding=enc)])
+            for enc in r["encodings"]]
+    first = _points_by_m(r, encoding=r["encodings"][0])  # Bayes and ML do not depend on z
+    rows += [(("ML, b_opt (any z)",), [_cell(p["ml_bopt"]) for p in first]),
+             (("Bayes (any z)",), [_cell(p["bayes_mixture"]) for p in first])]
+    return [f"Bayes risk (nats) under the Table 1 prior; uniform baseline {r['baseline_exact']:.3f}:", ""] + \
+        _m_table(("encoding",), r["ms"], rows)
 
 
 def _summary_moments(r: dict) -> list[str]:
-    lines = ["| prior | estimator | " + " | ".join(f"M = {m}" for m in r["ms"]) + " |",
-             "|---|---|" + "---:|" * len(r["ms"])]
+    rows = []
     for name in r["priors"]:
-        pts = [next(p for p in r["points"] if p["prior"] == name and p["M"] == m) for m in r["ms"]]
+        pts = _points_by_m(r, prior=name)
         for key, label in (("maxent1", "MaxEnt, 1st moment"), ("maxent2", "MaxEnt, 1st + 2nd"),
                            ("baseline", "uniform baseline")):
-            cells = ["—" if p.get(key) is None else f"{p[key]:.3f}" for p in pts]
-            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
-    return ["Bayes risk (nats), first- vs second-moment MaxEnt:", ""] + lines
+            rows.append(((name, label), [_cell(p.get(key)) for p in pts]))
+    return ["Bayes risk (nats), first- vs second-moment MaxEnt:", ""] + \
+        _m_table(("prior", "estimator"), r["ms"], rows)
 
 
 def markdown(results: dict) -> str:

@@ -79,9 +79,6 @@ class RiskEstimate(NamedTuple):
     n_pairs: int
     n_excluded: int
 
-    def as_dict(self) -> dict[str, float | int]:
-        return self._asdict()
-
 
 def ratio_estimate(sums: np.ndarray, counts: np.ndarray, n_samples: int) -> RiskEstimate:
     """Combines per-prior sums of K over kept pairs and per-prior kept counts.
