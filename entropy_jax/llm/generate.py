@@ -1,0 +1,138 @@
+"""KV-cache generation with per-token entropy, as two pure functions: `prefill` and `decode`.
+
+Prompts are left-padded to a common length T (a shape bucket), so every row writes its next token to the same
+cache slot T + i; per-row positions count valid tokens only, so padding changes nothing. `decode` is one
+`lax.while_loop` (no Python per token) that stops after `max_new_tokens` or when every row has emitted a stop
+token. For every generated token it records, from the logits it already has (no extra forward pass):
+
+- the full-vocabulary Shannon entropy of softmax(raw logits) — temperature 1, before any top-p truncation,
+  float32, nats (`ENTROPY_SETTINGS` is stored with every result);
+- the chosen token's log-probability under that same untruncated distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from entropy_jax.info import entropy_from_logits
+from entropy_jax.llm.model import causal_mask, positions_from_mask
+
+ENTROPY_SETTINGS = {
+    "quantity": "Shannon entropy of the next-token distribution softmax(logits)",
+    "vocabulary": "full (no top-k/top-p truncation)",
+    "temperature": 1.0,
+    "logits": "raw model logits, before sampling temperature and top-p",
+    "dtype": "float32",
+    "units": "nats",
+    "log_prob": "log softmax(raw logits) at the chosen token",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How tokens are chosen. `temperature == 0` is greedy (argmax); otherwise softmax(logits / temperature)
+    restricted to the smallest set of tokens with probability ≥ `top_p` (nucleus sampling)."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def init_cache(config, batch: int, length: int, dtype):
+    shape = (batch, length, config.num_kv_heads, config.head_dim)
+    return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.num_layers))
+
+
+def prefill(graphdef, params, tokens_bt, mask_bt, *, cache_len: int, constrain: Callable | None = None):
+    """Run the prompt [B, T] (left-padded) once; returns (logits of the last position [B, V] float32,
+    KV cache with slots [0, T) filled and `cache_len` slots in all)."""
+    model = nnx.merge(graphdef, params)
+    b, t = tokens_bt.shape
+    cache = init_cache(model.config, b, cache_len, model.embed.embedding.dtype)
+    h, cache = model.hidden(tokens_bt, positions_from_mask(mask_bt), causal_mask(mask_bt), cache, slot=0,
+                            constrain=constrain)
+    return model.project(h[:, -1:])[:, 0], cache
+
+
+def _choose(logits_bv, key, temperature, top_p, greedy: bool):
+    if greedy:
+        return jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
+    scaled = logits_bv / temperature
+    sorted_desc = -jnp.sort(-scaled, axis=-1)
+    probs = jax.nn.softmax(sorted_desc, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    # the smallest prefix of the sorted vocabulary whose mass reaches top_p (at least one token)
+    cutoff = jnp.min(jnp.where(mass_before < top_p, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+    nucleus = jnp.where(scaled >= cutoff, scaled, -jnp.inf)
+    return jax.random.categorical(key, nucleus, axis=-1).astype(jnp.int32)
+
+
+def decode(graphdef, params, cache, logits_bv, mask_bt, key, temperature, top_p, stop_ids, *,
+           max_new_tokens: int, greedy: bool, pad_id: int, constrain: Callable | None = None):
+    """Generate up to `max_new_tokens` after `prefill`.
+
+    Args: cache and logits from `prefill`; mask_bt [B, T] the prompt mask; key a PRNG key (folded with the
+    step); temperature, top_p scalars; stop_ids [n] int32.
+    Returns (outputs, cache), outputs a dict: tokens [B, N] int32 (pad_id after a row stops), valid [B, N] bool (generated, stop token
+    included), entropy [B, N] and log_prob [B, N] float32 (0 where not valid), steps (forward passes run);
+    the cache is returned so a donated input cache is updated in place.
+    """
+    model = nnx.merge(graphdef, params)
+    b, t = mask_bt.shape
+    n = max_new_tokens
+    start_pos = jnp.max(positions_from_mask(mask_bt), axis=1) + 1
+    prompt_valid = mask_bt.astype(bool)
+    slots = jnp.arange(t + n)
+
+    def cond(carry):
+        i, *_, done, _out = carry
+        return (i < n) & ~jnp.all(done)
+
+    def body(carry):
+        i, cache, logits, done, out = carry
+        token = _choose(logits, jax.random.fold_in(key, i), temperature, top_p, greedy)
+        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1)[:, 0]
+        entropy = entropy_from_logits(logits)
+        valid = ~done
+        token = jnp.where(valid, token, pad_id)
+        out = {
+            "tokens": out["tokens"].at[:, i].set(token),
+            "valid": out["valid"].at[:, i].set(valid),
+            "entropy": out["entropy"].at[:, i].set(jnp.where(valid, entropy, 0.0)),
+            "log_prob": out["log_prob"].at[:, i].set(jnp.where(valid, log_prob, 0.0)),
+        }
+        done = done | jnp.any(token[:, None] == stop_ids[None, :], axis=-1)
+        # slot t + i holds the new token; the mask sees the prompt's valid slots and every generated slot so far
+        kv_valid = jnp.where(slots < t, jnp.pad(prompt_valid, ((0, 0), (0, n))), slots <= t + i)
+        positions = (start_pos + i)[:, None]
+        h, cache = model.hidden(token[:, None], positions, kv_valid[:, None, :], cache, slot=t + i,
+                                constrain=constrain)
+        return i + 1, cache, model.project(h)[:, 0], done, out
+
+    out = {
+        "tokens": jnp.full((b, n), pad_id, jnp.int32),
+        "valid": jnp.zeros((b, n), bool),
+        "entropy": jnp.zeros((b, n), jnp.float32),
+        "log_prob": jnp.zeros((b, n), jnp.float32),
+    }
+    steps, cache, _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(0), cache, logits_bv, jnp.zeros(b, bool), out))
+    out["steps"] = steps
+    return out, cache

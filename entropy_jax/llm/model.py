@@ -1,0 +1,198 @@
+"""The decoder: one Flax NNX module tree for Llama, Qwen2/2.5, Qwen3 and Phi-3/4-mini.
+
+Families differ only in switches of `LlmConfig`: q/k/v (and o) biases (Qwen2, Llama `attention_bias`),
+per-head q/k RMSNorm before RoPE (Qwen3), partial rotary and longrope (Phi-3/4), sliding windows, tied
+embeddings. Phi-3's fused `qkv_proj`/`gate_up_proj` are split by the loader (`params.py`), so every family
+shares one parameter layout:
+
+    embed.embedding [V, D]          layers.{l}.attn_norm.scale [D]      layers.{l}.mlp_norm.scale [D]
+    layers.{l}.attn.{q,k,v,o}.kernel [in, out] (+ .bias)                layers.{l}.attn.{q,k}_norm.scale [hd]
+    layers.{l}.mlp.{gate,up,down}.kernel [in, out] (+ .bias)            norm.scale [D]   lm_head.kernel [D, V]
+
+Numerics follow transformers: RMSNorm in float32 then cast back, attention softmax in float32, RoPE angles
+in float32, logits returned in float32. The module is only ever called inside `jax.jit` through
+`forward(graphdef, params, ...)`, a pure function of a params pytree (nested dict of arrays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from entropy_jax.llm import rope
+from entropy_jax.llm.config import LlmConfig
+
+KVCache = tuple[tuple[jax.Array, jax.Array], ...]  # per layer (k, v), each [B, S, K, hd]
+
+
+class Dense(nnx.Module):
+    def __init__(self, d_in: int, d_out: int, *, bias: bool, dtype, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out), dtype) * d_in**-0.5)
+        self.bias = nnx.Param(jnp.zeros((d_out,), dtype)) if bias else None
+
+    def __call__(self, x):
+        y = x @ self.kernel[...]
+        return y if self.bias is None else y + self.bias[...]
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, dtype):
+        self.scale = nnx.Param(jnp.ones((dim,), dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        xf = x.astype(jnp.float32)
+        normed = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...] * normed.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs):
+        c = config
+        self.config, self.window = c, c.window(layer)
+        self.q = Dense(c.hidden_size, c.num_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
+        self.k = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
+        self.v = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
+        self.o = Dense(c.num_heads * c.head_dim, c.hidden_size, bias=c.o_bias, dtype=dtype, rngs=rngs)
+        if c.qk_norm:
+            self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
+            self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
+
+    def __call__(self, x_btd, cos_btr, sin_btr, mask_bts, kv=None, slot=None):
+        """Self-attention of T new tokens.
+
+        Without a cache (`kv=None`) the T tokens attend to each other (mask [B, T, T]). With a cache
+        (k, v each [B, S, K, hd]) the new keys/values are written at cache slots [slot, slot + T) first;
+        a mask of width T means a prefill that attends locally, a mask of width S a decode step that
+        attends over the whole cache. A sliding window (Phi-3, some Qwen2 layers) is applied here, per
+        layer, on slot distances. Returns (out [B, T, D], updated kv or None).
+        """
+        c = self.config
+        b, t, _ = x_btd.shape
+        q = self.q(x_btd).reshape(b, t, c.num_heads, c.head_dim)
+        k = self.k(x_btd).reshape(b, t, c.num_kv_heads, c.head_dim)
+        v = self.v(x_btd).reshape(b, t, c.num_kv_heads, c.head_dim)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = rope.apply(q, cos_btr, sin_btr), rope.apply(k, cos_btr, sin_btr)
+        new_kv = None
+        if kv is not None:
+            cache_k, cache_v = kv
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, slot, 0, 0))
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, slot, 0, 0))
+            new_kv = (cache_k, cache_v)
+            if mask_bts.shape[-1] != t:  # decode: attend over every cache slot
+                k, v = cache_k, cache_v
+        if self.window is not None:
+            start = 0 if slot is None else slot
+            query_slot = start + jnp.arange(t)
+            key_slot = query_slot if mask_bts.shape[-1] == t else jnp.arange(k.shape[1])
+            mask_bts = mask_bts & (query_slot[:, None] - key_slot[None, :] < self.window)[None]
+        out = attend(q, k, v, mask_bts, scale=c.head_dim**-0.5)
+        return self.o(out.reshape(b, t, c.num_heads * c.head_dim)), new_kv
+
+
+def attend(q_bthd, k_bskd, v_bskd, mask_bts, *, scale: float):
+    """Grouped-query attention; scores and softmax in float32, masked entries get probability 0."""
+    b, t, h, d = q_bthd.shape
+    kv_heads = k_bskd.shape[2]
+    q = q_bthd.reshape(b, t, kv_heads, h // kv_heads, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k_bskd, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_bskd.dtype)
+    return jnp.einsum("bkgts,bskd->btkgd", probs, v_bskd).reshape(b, t, h, d)
+
+
+class Mlp(nnx.Module):
+    def __init__(self, config: LlmConfig, *, dtype, rngs: nnx.Rngs):
+        c = config
+        self.gate = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
+        self.up = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
+        self.down = Dense(c.intermediate_size, c.hidden_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nnx.Module):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.attn = Attention(config, layer, dtype=dtype, rngs=rngs)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.mlp = Mlp(config, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x, cos, sin, mask, kv=None, slot=None):
+        h, new_kv = self.attn(self.attn_norm(x), cos, sin, mask, kv, slot)
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x)), new_kv
+
+
+class Decoder(nnx.Module):
+    """Token ids [B, T] → float32 logits [B, T, V] (see `forward` for the pure, jittable entry point)."""
+
+    def __init__(self, config: LlmConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        c = config
+        self.config = c
+        self.embed = nnx.Embed(c.vocab_size, c.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.layers = nnx.List([Block(c, i, dtype=dtype, rngs=rngs) for i in range(c.num_layers)])
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps, dtype)
+        if not c.tie_word_embeddings:
+            self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
+
+    def hidden(self, tokens_bt, positions_bt, mask_bts, cache: KVCache | None = None, slot=None,
+               constrain: Callable | None = None):
+        """Final-norm hidden states [B, T, D] and the updated cache."""
+        x = self.embed(tokens_bt)
+        cos, sin = rope.cos_sin(self.config, positions_bt)
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            if constrain is not None:
+                x = constrain(x)
+            x, kv = layer(x, cos, sin, mask_bts, None if cache is None else cache[i], slot)
+            new_cache.append(kv)
+        return self.norm(x), (None if cache is None else tuple(new_cache))
+
+    def project(self, h_btd):
+        """Hidden states → float32 logits over the full vocabulary."""
+        if self.config.tie_word_embeddings:
+            logits = jnp.einsum("btd,vd->btv", h_btd, self.embed.embedding[...])
+        else:
+            logits = self.lm_head(h_btd)
+        return logits.astype(jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------------- pure API
+def causal_mask(mask_bt: jax.Array) -> jax.Array:
+    """[B, T] validity → [B, T, T] attention mask: key j visible to query i iff j ≤ i and j is valid."""
+    t = mask_bt.shape[1]
+    allowed = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]
+    return allowed[None] & mask_bt.astype(bool)[:, None, :]
+
+
+def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
+    """Per-row positions 0, 1, … counted over valid tokens only (left or right padding alike)."""
+    return jnp.maximum(jnp.cumsum(mask_bt.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def forward(graphdef, params, tokens_bt, mask_bt, *, constrain: Callable | None = None):
+    """Pure forward: (graphdef, params, tokens [B, T] int32, mask [B, T]) → float32 logits [B, T, V]."""
+    model = nnx.merge(graphdef, params)
+    h, _ = model.hidden(tokens_bt, positions_from_mask(mask_bt), causal_mask(mask_bt), constrain=constrain)
+    return model.project(h)
+
+
+def init_params(config: LlmConfig, key: jax.Array, dtype=jnp.float32):
+    """Random parameters (nested dict of arrays) with the loader's layout; for tests and benchmarks."""
+    model = Decoder(config, dtype=dtype, rngs=nnx.Rngs(params=key))
+    graphdef, state = nnx.split(model)
+    return graphdef, nnx.to_pure_dict(state)
+
+
+def abstract(config: LlmConfig, dtype=jnp.float32):
+    """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything."""
+    model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(model)
+    return graphdef, nnx.to_pure_dict(state)
