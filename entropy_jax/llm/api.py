@@ -164,9 +164,9 @@ class LanguageModel:
         if key not in self._jits:
             constrain = self._constrain()
 
-            def dec(cache, params, logits, mask, rng, temperature, top_p, stop_ids):
+            def dec(cache, params, logits, tokens, mask, rng, temperature, top_p, stop_ids):
                 self._count("decode")
-                out = gen.decode(self.graphdef, params, cache, logits, mask, rng, temperature, top_p, stop_ids,
+                out = gen.decode(self.graphdef, params, cache, logits, tokens, mask, rng, temperature, top_p, stop_ids,
                                  max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id, constrain=constrain)
                 return out
 
@@ -175,7 +175,7 @@ class LanguageModel:
                 b2 = shd.batch_sharding(self.mesh, 2)
                 rep = NamedSharding(self.mesh, P())
                 cache_s = self._cache_sharding(batch, cache_len)
-                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, rep, rep, rep, rep),
+                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, b2, rep, rep, rep, rep),
                           out_shardings=({"tokens": b2, "valid": b2, "entropy": b2, "log_prob": b2, "steps": rep},
                                          cache_s))
             self._jits[key] = jax.jit(dec, donate_argnums=(0,), **kw)
@@ -310,7 +310,7 @@ class LanguageModel:
         times["prefill"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out, _ = self._decode_jit(bb, cache_len, max_new_tokens, sampling.greedy, pad_id)(
-            cache, self.params, logits, jnp.asarray(mask), jax.random.key(0) if key is None else key,
+            cache, self.params, logits, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(0) if key is None else key,
             jnp.float32(max(sampling.temperature, 1e-6)), jnp.float32(sampling.top_p),
             jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32))
         out = jax.device_get(out)

@@ -85,11 +85,11 @@ def _choose(logits_bv, key, temperature, top_p, greedy: bool):
     return jax.random.categorical(key, nucleus, axis=-1).astype(jnp.int32)
 
 
-def decode(graphdef, params, cache, logits_bv, mask_bt, key, temperature, top_p, stop_ids, *,
+def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, key, temperature, top_p, stop_ids, *,
            max_new_tokens: int, greedy: bool, pad_id: int, constrain: Callable | None = None):
     """Generate up to `max_new_tokens` after `prefill`.
 
-    Args: cache and logits from `prefill`; mask_bt [B, T] the prompt mask; key a PRNG key (folded with the
+    Args: cache and logits from `prefill`; tokens_bt, mask_bt [B, T] the prompt; key a PRNG key (folded with the
     step); temperature, top_p scalars; stop_ids [n] int32.
     Returns (outputs, cache), outputs a dict: tokens [B, N] int32 (pad_id after a row stops), valid [B, N] bool (generated, stop token
     included), entropy [B, N] and log_prob [B, N] float32 (0 where not valid), steps (forward passes run);
@@ -101,6 +101,10 @@ def decode(graphdef, params, cache, logits_bv, mask_bt, key, temperature, top_p,
     start_pos = jnp.max(positions_from_mask(mask_bt), axis=1) + 1
     prompt_valid = mask_bt.astype(bool)
     slots = jnp.arange(t + n)
+    rope = model.config.rope
+    longrope_switch = None
+    if rope.type == "longrope":
+        longrope_switch = rope.original_max_position_embeddings or model.config.max_position_embeddings
 
     def cond(carry):
         i, *_, done, _out = carry
@@ -123,8 +127,23 @@ def decode(graphdef, params, cache, logits_bv, mask_bt, key, temperature, top_p,
         # slot t + i holds the new token; the mask sees the prompt's valid slots and every generated slot so far
         kv_valid = jnp.where(slots < t, jnp.pad(prompt_valid, ((0, 0), (0, n))), slots <= t + i)
         positions = (start_pos + i)[:, None]
-        h, cache = model.hidden(token[:, None], positions, kv_valid[:, None, :], cache, slot=t + i,
+
+        def step(cache):
+            return model.hidden(token[:, None], positions, kv_valid[:, None, :], cache, slot=t + i,
                                 constrain=constrain)
+
+        def recompute(cache):
+            # longrope switches every position to the long factors once the sequence passes the original
+            # context; like transformers' Phi-3, re-encode everything so all cached keys use one set
+            sequence = jnp.concatenate([tokens_bt, out["tokens"]], axis=1)
+            h, cache = model.hidden(sequence, positions_from_mask(kv_valid), causal_mask(kv_valid), cache, slot=0,
+                                    constrain=constrain)
+            return jax.lax.dynamic_slice_in_dim(h, t + i, 1, axis=1), cache
+
+        if longrope_switch is None:
+            h, cache = step(cache)
+        else:
+            h, cache = jax.lax.cond(jnp.max(positions) == longrope_switch, recompute, step, cache)
         return i + 1, cache, model.project(h)[:, 0], done, out
 
     out = {

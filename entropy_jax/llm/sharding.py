@@ -60,6 +60,8 @@ def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
         while kept and dim % math.prod(mesh.shape[n] for n in kept):
             kept = kept[:-1]
         out.append(None if not kept else kept if len(kept) > 1 else kept[0])
+    while out and out[-1] is None:
+        out.pop()
     return P(*out)
 
 
