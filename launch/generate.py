@@ -1,0 +1,140 @@
+"""Chapters 3–5: generate one completion with per-token entropy, and time load, compilation and decoding.
+
+Command:
+
+    python -m launch.generate --model smollm2-135m-instruct --prompt "What is the capital of France?"
+
+Runtime on 2 CPU cores: about RUNTIME in all (load ≈ LOAD s, first call incl. compilation ≈ FIRST s, the
+warm second call ≈ WARM s). Expected output for the default question (greedy, embedded Q4_1 SmolLM2-135M-Instruct):
+
+    OUTPUT
+
+Any `load` source works for --model (a Hugging Face directory, a .gguf file, a hub id when online).
+--temperature > 0 samples with --seed and nucleus --top-p; the per-token entropy is always that of the
+full, untruncated temperature-1 distribution (`entropy_settings` in the JSON). --out FILE writes the
+completion, its tokens, per-token entropy and log-prob, the settings and the timings.
+
+Mesh flags --data / --fsdp / --tensor (one may be -1: the remaining devices) shard the model over a
+(data, fsdp, tensor) mesh; all 1 (the default) runs on one device. On TPU pods and GPU clusters start it
+with launch/tpu_pod.sh or launch/gpu_cluster.sh (docs/clusters.md); --distributed forces
+`jax.distributed.initialize()` where the environment does not already call for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import tyro
+
+import entropy_jax.llm as llm
+from launch import distributed
+from launch._common import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m-instruct"
+    """Alias of an embedded model, Hugging Face directory, .gguf file or hub id."""
+    prompt: str = "What is the capital of France?"
+    chat: bool = True
+    """Wrap the prompt in the tokenizer's chat template (one user turn)."""
+    system: str | None = None
+    """Optional system message (chat only)."""
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    """0 is greedy decoding; > 0 samples with --seed."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (sampling only)."""
+    seed: int = 0
+    dtype: str = "float32"
+    """float32, bfloat16 or float16 (logits and entropies are float32 in every case)."""
+    data: int = 1
+    """Mesh axis: batch replicas. One of data / fsdp / tensor may be -1 (the remaining devices)."""
+    fsdp: int = 1
+    """Mesh axis: batch, and parameters sharded along the model dimension."""
+    tensor: int = 1
+    """Mesh axis: attention heads, MLP columns and vocabulary."""
+    distributed: bool = False
+    """Force jax.distributed.initialize(); without it the environment decides (launch/distributed.py)."""
+    out: Path | None = None
+    """Write the result as JSON to this file."""
+
+
+def summary(result: dict) -> str:
+    """The completion, its mean entropy and the timings, as printed by `main`."""
+    t = result["timing"]
+    return "\n".join([
+        result["completion"],
+        "",
+        f"{result['n_tokens']} tokens, mean entropy {result['mean_entropy']:.3f} nats/token "
+        f"({result['devices']['platform']}, {result['devices']['count']} device(s), mesh {result['devices']['mesh']})",
+        f"load {t['load_s']:.1f} s | first call {t['first_call_s']:.2f} s (compile ≈ {t['compile_s']:.2f} s) | "
+        f"warm {t['warm_s']:.3f} s = {t['tokens_per_s']:.1f} tokens/s (prefill {t['prefill_s']:.3f} s, "
+        f"decode {t['decode_s']:.3f} s for {t['decode_steps']} steps)",
+    ])
+
+
+def main(config: Config) -> dict:
+    """Loads the model, generates twice (compile, then warm), prints `summary`, writes --out; returns the result."""
+    distributed.initialize(config.distributed or None)  # before any JAX computation, so the mesh spans all hosts
+    mesh = distributed.mesh_from_flags(config.data, config.fsdp, config.tensor)
+    lm = llm.load(config.model, dtype=config.dtype, mesh=mesh)
+
+    def run() -> tuple[llm.Generation, float]:
+        t0 = time.perf_counter()
+        g = lm.generate([config.prompt], chat=config.chat, system=config.system,
+                        max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                        top_p=config.top_p, key=jax.random.key(config.seed))
+        return g, time.perf_counter() - t0
+
+    first, first_s = run()  # traces and compiles prefill and decode for this shape bucket
+    gen, warm_s = run()  # same shapes: no compilation, the figure to quote
+    valid = gen.valid[0]
+    tokens = gen.tokens[0][valid].tolist()
+    entropy = gen.entropy[0][valid].astype(float).tolist()
+    result = {
+        "model": config.model,
+        "prompt": config.prompt,
+        "completion": gen.texts[0] if gen.texts else "",
+        "tokens": tokens,
+        "token_strings": [lm.tokenizer.decode([t]) for t in tokens] if lm.tokenizer is not None else None,
+        "entropy": entropy,
+        "log_prob": gen.log_prob[0][valid].astype(float).tolist(),
+        "mean_entropy": float(np.mean(entropy)) if entropy else float("nan"),
+        "n_tokens": len(tokens),
+        "prompt_tokens": int(gen.prompt_lengths[0]),
+        "stopped": bool(tokens) and tokens[-1] in gen.sampling["stop_token_ids"],
+        "same_as_first_call": bool(np.array_equal(first.tokens, gen.tokens)),
+        "entropy_settings": gen.entropy_settings,
+        "sampling": gen.sampling | {"seed": config.seed},
+        "timing": {
+            "load_s": lm.load_seconds,
+            "first_call_s": first_s,
+            "warm_s": warm_s,
+            "compile_s": first_s - warm_s,
+            "tokens_per_s": len(tokens) / warm_s,
+            "prefill_s": gen.seconds["prefill"],
+            "decode_s": gen.seconds["decode"],
+            "decode_steps": gen.seconds["decode_steps"],
+        },
+        "devices": {
+            "platform": jax.default_backend(),
+            "count": jax.device_count(),
+            "processes": jax.process_count(),
+            "mesh": None if mesh is None else dict(mesh.shape),
+        },
+        "settings": dataclasses.asdict(config) | {"out": None if config.out is None else str(config.out)},
+    }
+    if jax.process_index() == 0:  # every host holds the same result; one writes and prints it
+        if config.out is not None:
+            write_json(Path(config.out), result)
+        print(summary(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
