@@ -23,7 +23,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from entropy_jax.llm import generate as gen
 from entropy_jax.llm import model as mdl
@@ -381,7 +382,7 @@ def _gguf_metadata(path: Path, want_tokenizer: bool):
     Each conversion re-parses the whole file (seconds for large vocabularies), so the converted config and
     tokenizer are saved in Hugging Face format under `cache_dir()`, keyed by file name, size and mtime.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     stat = path.stat()
     cached = cache_dir() / "gguf" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
