@@ -165,9 +165,10 @@ class LanguageModel:
         if key not in self._jits:
             constrain = self._constrain()
 
-            def dec(cache, params, logits, tokens, mask, rng, temperature, top_p, stop_ids):
+            def dec(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
                 self._count("decode")
-                out = gen.decode(self.graphdef, params, cache, logits, tokens, mask, rng, temperature, top_p, stop_ids,
+                out = gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
+                                 stop_ids,
                                  max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id, constrain=constrain)
                 return out
 
@@ -176,8 +177,10 @@ class LanguageModel:
                 b2 = shd.batch_sharding(self.mesh, 2)
                 rep = NamedSharding(self.mesh, P())
                 cache_s = self._cache_sharding(batch, cache_len)
-                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, b2, rep, rep, rep, rep),
-                          out_shardings=({"tokens": b2, "valid": b2, "entropy": b2, "log_prob": b2, "steps": rep},
+                b1 = shd.batch_sharding(self.mesh, 1)
+                # the small [B, N] results are replicated so every process (multi-host) can read them
+                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
+                          out_shardings=({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep},
                                          cache_s))
             self._jits[key] = jax.jit(dec, donate_argnums=(0,), **kw)
         return self._jits[key]
@@ -311,7 +314,7 @@ class LanguageModel:
         times["prefill"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out, _ = self._decode_jit(bb, cache_len, max_new_tokens, sampling.greedy, pad_id)(
-            cache, self.params, logits, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(0) if key is None else key,
+            cache, self.params, logits, jnp.asarray(ids), jnp.asarray(mask), jnp.arange(bb) < b, jax.random.key(0) if key is None else key,
             jnp.float32(max(sampling.temperature, 1e-6)), jnp.float32(sampling.top_p),
             jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32))
         out = jax.device_get(out)
@@ -391,11 +394,24 @@ def _gguf_metadata(path: Path, want_tokenizer: bool):
         return hf_config, (_tokenizer(cached, None) if want_tokenizer else None)
     hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
     tok = _tokenizer(path.parent, path.name) if want_tokenizer else None
-    try:
-        cached.mkdir(parents=True, exist_ok=True)
+    try:  # written aside and renamed, so hosts sharing a home directory never read half a cache
+        import tempfile
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".staging-"))
         if tok is not None:
-            tok.save_pretrained(str(cached))
-        (cached / "config.json").write_text(json.dumps(hf_config, indent=1, default=str))
+            tok.save_pretrained(str(staging))
+        (staging / "config.json").write_text(json.dumps(hf_config, indent=1, default=str))
+        try:
+            staging.rename(cached)
+        except OSError:  # another process got there first (or an older cache without a tokenizer)
+            import shutil
+
+            if (cached / "tokenizer_config.json").exists() or tok is None:
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                shutil.rmtree(cached, ignore_errors=True)
+                staging.rename(cached)
     except OSError:  # a read-only home only costs speed
         pass
     return hf_config, tok

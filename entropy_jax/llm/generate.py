@@ -85,11 +85,12 @@ def _choose(logits_bv, key, temperature, top_p, greedy: bool):
     return jax.random.categorical(key, nucleus, axis=-1).astype(jnp.int32)
 
 
-def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, key, temperature, top_p, stop_ids, *,
+def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, active_b, key, temperature, top_p, stop_ids, *,
            max_new_tokens: int, greedy: bool, pad_id: int, constrain: Callable | None = None):
     """Generate up to `max_new_tokens` after `prefill`.
 
-    Args: cache and logits from `prefill`; tokens_bt, mask_bt [B, T] the prompt; key a PRNG key (folded with the
+    Args: cache and logits from `prefill`; tokens_bt, mask_bt [B, T] the prompt; active_b [B] bool, False for
+    rows that only pad the batch (they count as finished from the start); key a PRNG key (folded with the
     step); temperature, top_p scalars; stop_ids [n] int32.
     Returns (outputs, cache), outputs a dict: tokens [B, N] int32 (pad_id after a row stops), valid [B, N] bool (generated, stop token
     included), entropy [B, N] and log_prob [B, N] float32 (0 where not valid), steps (forward passes run);
@@ -152,6 +153,6 @@ def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, key, temperat
         "entropy": jnp.zeros((b, n), jnp.float32),
         "log_prob": jnp.zeros((b, n), jnp.float32),
     }
-    steps, cache, _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(0), cache, logits_bv, jnp.zeros(b, bool), out))
+    steps, cache, _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(0), cache, logits_bv, ~active_b.astype(bool), out))
     out["steps"] = steps
     return out, cache

@@ -47,6 +47,13 @@ def test_sharded_forward_and_generation_equal_unsharded(family, tiny, rng):
     np.testing.assert_array_equal(g8.tokens, g1.tokens)
     np.testing.assert_allclose(g8.entropy, g1.entropy, atol=1e-5, rtol=0)
     np.testing.assert_allclose(g8.log_prob, g1.log_prob, atol=1e-5, rtol=0)
+    # the row added to fill the (data, fsdp) shards counts as finished: stopping every real row at its first
+    # token ends the loop after one step, as without a mesh
+    first = tuple(dict.fromkeys(g1.tokens[:, 0].tolist()))
+    s1 = single.generate(prompts, max_new_tokens=20, stop_token_ids=first)
+    s8 = sharded.generate(prompts, max_new_tokens=20, stop_token_ids=first)
+    assert s1.seconds["decode_steps"] == s8.seconds["decode_steps"] == 1
+    np.testing.assert_array_equal(s8.tokens, s1.tokens)
 
 
 def test_compiles_once_per_shape_bucket(tiny, rng):
