@@ -316,3 +316,18 @@ def noise_curve(curve: Mapping, *, title: str = "", path: str | Path | None = No
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def token_entropy(token_strings: Sequence[str], entropy: Sequence[float], *, title: str = "",
+                  path: str | Path | None = None):
+    """Per-token full-vocabulary entropy (nats) of a generated completion, one bar per token."""
+    plt = _plt()
+    n = len(entropy)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 3.2))
+    ax.bar(np.arange(n), entropy, color="tab:blue")
+    ax.set_xticks(np.arange(n))
+    ax.set_xticklabels([repr(s)[1:-1] for s in token_strings], rotation=90, fontsize=7)
+    ax.set_ylabel("entropy (nats)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

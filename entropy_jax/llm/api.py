@@ -119,8 +119,8 @@ class LanguageModel:
         return jax.tree.map(lambda a: a.sharding, self.params)
 
     def _cache_sharding(self, batch, length):
-        spec = shd._fit(P(shd.BATCH, None, "tensor", None),
-                        (batch, length, self.config.num_kv_heads, self.config.head_dim), self.mesh)
+        spec = shd._fit(P(shd.BATCH, "tensor", None, None),
+                        (batch, self.config.num_kv_heads, length, self.config.head_dim), self.mesh)
         s = NamedSharding(self.mesh, spec)
         return tuple((s, s) for _ in range(self.config.num_layers))
 

@@ -57,7 +57,7 @@ class Sampling:
 
 
 def init_cache(config, batch: int, length: int, dtype):
-    shape = (batch, length, config.num_kv_heads, config.head_dim)
+    shape = (batch, config.num_kv_heads, length, config.head_dim)
     return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.num_layers))
 
 

@@ -25,7 +25,7 @@ from flax import nnx
 from entropy_jax.llm import rope
 from entropy_jax.llm.config import LlmConfig
 
-KVCache = tuple[tuple[jax.Array, jax.Array], ...]  # per layer (k, v), each [B, S, K, hd]
+KVCache = tuple[tuple[jax.Array, jax.Array], ...]  # per layer (k, v), each [B, K, S, hd]
 
 
 class Dense(nnx.Module):
@@ -65,7 +65,7 @@ class Attention(nnx.Module):
         """Self-attention of T new tokens.
 
         Without a cache (`kv=None`) the T tokens attend to each other (mask [B, T, T]). With a cache
-        (k, v each [B, S, K, hd]) the new keys/values are written at cache slots [slot, slot + T) first;
+        (k, v each [B, K, S, hd]) the new keys/values are written at cache slots [slot, slot + T) first;
         a mask of width T means a prefill that attends locally, a mask of width S a decode step that
         attends over the whole cache. A sliding window (Phi-3, some Qwen2 layers) is applied here, per
         layer, on slot distances. Returns (out [B, T, D], updated kv or None).
@@ -78,32 +78,36 @@ class Attention(nnx.Module):
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rope.apply(q, cos_btr, sin_btr), rope.apply(k, cos_btr, sin_btr)
+        # keys/values head-major [B, K, S, hd]: a decode step then reads each head's slots contiguously
+        # (with [B, S, K, hd] XLA transposes the whole cache every step, ~8× slower attention on CPU)
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
         new_kv = None
         if kv is not None:
             cache_k, cache_v = kv
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, slot, 0, 0))
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, slot, 0, 0))
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, 0, slot, 0))
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, 0, slot, 0))
             new_kv = (cache_k, cache_v)
             if mask_bts.shape[-1] != t:  # decode: attend over every cache slot
                 k, v = cache_k, cache_v
         if self.window is not None:
             start = 0 if slot is None else slot
             query_slot = start + jnp.arange(t)
-            key_slot = query_slot if mask_bts.shape[-1] == t else jnp.arange(k.shape[1])
+            key_slot = query_slot if mask_bts.shape[-1] == t else jnp.arange(k.shape[2])
             mask_bts = mask_bts & (query_slot[:, None] - key_slot[None, :] < self.window)[None]
         out = attend(q, k, v, mask_bts, scale=c.head_dim**-0.5)
         return self.o(out.reshape(b, t, c.num_heads * c.head_dim)), new_kv
 
 
-def attend(q_bthd, k_bskd, v_bskd, mask_bts, *, scale: float):
-    """Grouped-query attention; scores and softmax in float32, masked entries get probability 0."""
+def attend(q_bthd, k_bksd, v_bksd, mask_bts, *, scale: float):
+    """Grouped-query attention of queries [B, T, H, hd] over keys/values [B, K, S, hd] (H = G·K);
+    scores and softmax in float32, masked entries get probability 0. Returns [B, T, H, hd]."""
     b, t, h, d = q_bthd.shape
-    kv_heads = k_bskd.shape[2]
+    kv_heads = k_bksd.shape[1]
     q = q_bthd.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k_bskd, preferred_element_type=jnp.float32) * scale
+    scores = jnp.einsum("btkgd,bksd->bkgts", q, k_bksd, preferred_element_type=jnp.float32) * scale
     scores = jnp.where(mask_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v_bskd.dtype)
-    return jnp.einsum("bkgts,bskd->btkgd", probs, v_bskd).reshape(b, t, h, d)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_bksd.dtype)
+    return jnp.einsum("bkgts,bksd->btkgd", probs, v_bksd).reshape(b, t, h, d)
 
 
 class Mlp(nnx.Module):

@@ -87,3 +87,5 @@ def test_reproduce_quick_writes_the_report(tmp_path):
     for fig in figures:
         assert (tmp_path / fig).stat().st_size > 0, fig
     assert "acceptance: 0.015" in text
+    assert "## LLM core" in text and "| # | token | entropy (nats) | log p |" in text
+    assert "Paris" in text  # the embedded SmolLM2 answers the demo question
