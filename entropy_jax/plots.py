@@ -331,3 +331,57 @@ def token_entropy(token_strings: Sequence[str], entropy: Sequence[float], *, tit
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+def entropy_histograms(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
+                       path: str | Path | None = None):
+    """Answer-step entropy of correct vs wrong answers, one panel per group: {name: (entropy, correct)}."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    all_h = np.concatenate([np.asarray(h, float) for h, _ in groups.values()])
+    bins = np.linspace(0.0, float(all_h.max()) if all_h.size else 1.0, 25)
+    for ax, (name, (h, ok)) in zip(axes[0], groups.items()):
+        h, ok = np.asarray(h, float), np.asarray(ok, bool)
+        ax.hist(h[ok], bins=bins, alpha=0.6, label=f"correct ({ok.sum()})", color="tab:green")
+        ax.hist(h[~ok], bins=bins, alpha=0.6, label=f"wrong ({(~ok).sum()})", color="tab:red")
+        ax.set_xlabel("entropy at the answer step (nats)")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("questions")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def reliability_diagram(tables: Mapping[str, Mapping], *, title: str = "", path: str | Path | None = None):
+    """Accuracy against mean confidence per bin; tables {name: {"mean_confidence", "accuracy", "count"}}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, t in tables.items():
+        conf, acc, n = (np.asarray(t[k], float) for k in ("mean_confidence", "accuracy", "count"))
+        keep = n > 0
+        ax.plot(conf[keep], acc[keep], marker="o", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (letter probability of the prediction)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def risk_coverage_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
+                         path: str | Path | None = None):
+    """Error rate among the kept most-certain questions against the fraction kept: {signal: (coverage, risk)}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    for name, (coverage, risk) in curves.items():
+        ax.plot(coverage, risk, label=name)
+    ax.set_xlabel("coverage (fraction answered)")
+    ax.set_ylabel("risk (error rate)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -143,6 +143,21 @@ class LanguageModel:
             self._jits["forward"] = jax.jit(fwd, **kw)
         return self._jits["forward"]
 
+    def _last_jit(self):
+        if "last" not in self._jits:
+            constrain = self._constrain()
+
+            def last(params, tokens, mask):
+                self._count("last")
+                return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
+
+            kw = {}
+            if self.mesh is not None:
+                b2 = shd.batch_sharding(self.mesh, 2)
+                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=NamedSharding(self.mesh, P()))
+            self._jits["last"] = jax.jit(last, **kw)
+        return self._jits["last"]
+
     def _prefill_jit(self, batch, cache_len):
         key = ("prefill", cache_len)
         if key not in self._jits:
@@ -235,6 +250,31 @@ class LanguageModel:
         out = self._forward_jit()(self.params, jnp.asarray(ids_p), jnp.asarray(mask_p))
         return out[:b, :t]
 
+    def left_pad(self, token_lists: Sequence[Sequence[int]], extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Left-pad token lists into a shape bucket: ids [B', T] int32 and mask [B', T] bool, B' ≥ B a multiple
+        of the mesh's batch shards (extra rows hold one dummy token). `extra` = tokens still to come."""
+        lengths = np.array([len(p) for p in token_lists])
+        if len(lengths) == 0:
+            raise ValueError("no prompts given")
+        if (lengths == 0).any():
+            raise ValueError(f"empty prompt: prompts {np.flatnonzero(lengths == 0).tolist()} have no tokens")
+        self._check_length(int(lengths.max()), extra)
+        b = len(token_lists)
+        t = bucket(int(lengths.max()), self.config.max_position_embeddings - extra)
+        ids = np.zeros((self._pad_batch(b), t), np.int32)
+        mask = np.zeros(ids.shape, bool)
+        for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
+            ids[i, t - len(p):] = p
+            mask[i, t - len(p):] = True
+        self._check_ids(ids[:b], mask[:b])
+        mask[b:, -1] = True
+        return ids, mask
+
+    def next_token_logits(self, token_lists: Sequence[Sequence[int]]) -> jax.Array:
+        """float32 logits [B, V] of the token that would follow each prompt (lists of ids, any lengths)."""
+        ids, mask = self.left_pad(token_lists)
+        return self._last_jit()(self.params, jnp.asarray(ids), jnp.asarray(mask))[: len(token_lists)]
+
     def encode(self, prompts: Sequence[str], *, chat: bool = False, system: str | None = None) -> list[list[int]]:
         """Token ids of each prompt. `chat=True` renders the tokenizer's chat template (one user turn, an
         optional system turn, the assistant generation prompt) and encodes without adding special tokens."""
@@ -291,19 +331,8 @@ class LanguageModel:
         if not token_lists:
             raise ValueError("no prompts given")
         lengths = np.array([len(p) for p in token_lists])
-        if (lengths == 0).any():
-            raise ValueError(f"empty prompt: prompts {np.flatnonzero(lengths == 0).tolist()} have no tokens")
-        self._check_length(int(lengths.max()), max_new_tokens)
-        b = len(token_lists)
-        t = bucket(int(lengths.max()), self.config.max_position_embeddings - max_new_tokens)
-        bb = self._pad_batch(b)
-        ids = np.zeros((bb, t), np.int32)
-        mask = np.zeros((bb, t), bool)
-        for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
-            ids[i, t - len(p):] = p
-            mask[i, t - len(p):] = True
-        self._check_ids(ids[:b], mask[:b])
-        mask[b:, -1] = True
+        ids, mask = self.left_pad(token_lists, max_new_tokens)
+        b, (bb, t) = len(token_lists), ids.shape
         cache_len = t + max_new_tokens
         pad_id = int(self.config.pad_token_id if self.config.pad_token_id is not None else
                      (sampling.stop_token_ids[0] if sampling.stop_token_ids else 0))

@@ -83,3 +83,42 @@ def ragged_batch(rng: np.random.Generator, lengths, vocab: int = VOCAB):
 
 def config_json(directory: Path) -> dict:
     return json.loads((directory / "config.json").read_text())
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer with ChatML special tokens and a chat template, built offline."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>"]
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                  bos_token="<|im_start|>", eos_token="<|im_end|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory):
+    """tiny_chat(family) → directory with a tiny random model AND a character-level chat tokenizer."""
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            tok = char_tokenizer()
+            d = build(family, tmp_path_factory.mktemp(family + "_chat"), vocab_size=len(tok),
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+            tok.save_pretrained(d)
+            cache[family] = d
+        return cache[family]
+
+    return get

@@ -1,0 +1,71 @@
+"""Answer-step scoring against transformers-torch on a tiny random chat model."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import entropy_jax.llm as llm
+from entropy_jax.llm import scoring
+from tests.llm.conftest import reference
+
+QUESTIONS = [
+    types.SimpleNamespace(question="What is 2 + 2?", options=["3", "4", "5", "22"]),
+    types.SimpleNamespace(question="Capital of Italy?", options=["Rome", "Milan"]),
+    types.SimpleNamespace(question="Which is a gas at room temperature?", options=["iron", "neon", "salt"]),
+]
+
+
+@pytest.mark.parametrize("style", ["letters", "numbers"])
+def test_answer_step_entropy_and_option_probs_match_transformers(tiny_chat, style):
+    directory = tiny_chat("qwen3")
+    lm, ref = llm.load(directory), reference(directory)
+    (_, scored), = scoring.score_questions(lm, QUESTIONS, batch_size=8, style=style)
+    for q, s in zip(QUESTIONS, scored):
+        ids = lm.tokenizer(s.prompt, add_special_tokens=False)["input_ids"]
+        assert s.prompt.endswith("<|im_start|>assistant\n") and len(ids) == s.n_prompt_tokens
+        with torch.no_grad():
+            logits = ref(input_ids=torch.tensor([ids])).logits[0, -1].double()
+        log_p = torch.log_softmax(logits, -1)
+        assert s.entropy == pytest.approx(float(-(log_p.exp() * log_p).sum()), abs=1e-4)
+        labels = scoring.option_labels(len(q.options), style)
+        # the character tokenizer spells each label with one token; " A" is two tokens and is not a variant
+        letter_ids = [lm.tokenizer.convert_tokens_to_ids(label) for label in labels]
+        p = log_p.exp().numpy()[letter_ids]
+        np.testing.assert_allclose(s.option_probs, p / p.sum(), atol=1e-5)
+        assert s.pred == int(np.argmax(p)) and s.label_mass == pytest.approx(p.sum(), abs=1e-6)
+        assert s.max_prob == pytest.approx(max(s.option_probs)) and s.margin >= 0
+        probs = np.asarray(s.option_probs)
+        assert s.label_entropy == pytest.approx(float(-(probs * np.log(probs)).sum()), abs=1e-9)
+
+
+def test_scores_do_not_depend_on_batch_composition_beyond_float_noise(tiny_chat):
+    lm = llm.load(tiny_chat("llama"))
+    (_, together), = scoring.score_questions(lm, QUESTIONS, batch_size=3)
+    alone = [next(scoring.score_questions(lm, [q], batch_size=1))[1][0] for q in QUESTIONS]
+    for a, b in zip(together, alone):
+        assert a.entropy == pytest.approx(b.entropy, abs=1e-5)
+        np.testing.assert_allclose(a.option_probs, b.option_probs, atol=1e-5)
+
+
+def test_label_variants_are_read_from_the_prompt_encoding():
+    class SpaceMerging:  # " A" is one token (id 100 + letter), "A" another; a bare encode would miss one
+        def __call__(self, text, add_special_tokens=False):
+            ids, i = [], 0
+            while i < len(text):
+                if text[i] == " " and i + 1 < len(text) and text[i + 1].isupper():
+                    ids.append(100 + ord(text[i + 1]))
+                    i += 2
+                else:
+                    ids.append(ord(text[i]))
+                    i += 1
+            return {"input_ids": ids}
+
+    assert scoring.label_token_ids(SpaceMerging(), "Answer:", ["A", "B"]) == [[65, 165], [66, 166]]
+    with pytest.raises(ValueError, match="27 options but only 26"):
+        scoring.option_labels(27)
+    with pytest.raises(ValueError, match="single-digit"):
+        scoring.option_labels(10, "numbers")
