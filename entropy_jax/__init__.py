@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "entropy", "entropy_from_logits", "kl", "kl_from_log"]
 
-_SUBMODULES = {"data", "estimators", "llm", "nmf", "plots"}
+_SUBMODULES = {"data", "estimators", "eval", "llm", "nmf", "plots"}
 
 
 def __getattr__(name: str):
