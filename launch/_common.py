@@ -60,3 +60,34 @@ def data_mesh() -> jax.sharding.Mesh | None:
     if len(devices) < 2:
         return None
     return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
+def read_batches(path: Path) -> list[dict]:
+    """Rows of a batch-wise JSONL file whose batches are complete.
+
+    Each row carries "batch" (its batch index) and "batch_rows" (how many rows that batch has); a batch cut
+    short by a kill, or a half-written last line, is dropped, so a resumed run redoes exactly that batch
+    with the same composition (and therefore the same padded shapes and numbers).
+    """
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # the last line of a killed run
+    by_batch: dict[int, list[dict]] = {}
+    for r in rows:
+        by_batch.setdefault(r["batch"], []).append(r)
+    return [r for b in sorted(by_batch) for r in by_batch[b] if len(by_batch[b]) == r["batch_rows"]]
+
+
+def append_batch(f, rows: list[dict]) -> None:
+    """Append one batch of rows and force it to disk, so a kill after this call keeps the whole batch."""
+    import os
+
+    for r in rows:
+        f.write(json.dumps(_clean(r)) + "\n")
+    f.flush()
+    os.fsync(f.fileno())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from entropy_jax.data import mcqa
 from entropy_jax.eval import metrics as M
 from entropy_jax.llm import scoring
 from launch import distributed
-from launch._common import write_json
+from launch._common import append_batch, read_batches, write_json
 
 # Uncertainty signals compared with entropy (all oriented so that larger = less confident).
 SIGNALS = {
@@ -77,22 +76,6 @@ def run_settings(config: Config) -> dict:
     return {k: getattr(config, k) for k in ("model", "data", "limit", "batch_size", "labels", "system", "dtype")}
 
 
-def _read_scores(path: Path) -> list[dict]:
-    """Complete batches already written (a batch cut short by a kill, or a half-written line, is dropped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # the last line of a killed run
-    by_batch: dict[int, list[dict]] = {}
-    for r in rows:
-        by_batch.setdefault(r["batch"], []).append(r)
-    return [r for b in sorted(by_batch) for r in by_batch[b] if len(by_batch[b]) == r["batch_rows"]]
-
-
 def _row(q: mcqa.Question, s: scoring.Scored, batch: int, labels: tuple[str, ...], batch_rows: int) -> dict:
     return {
         "id": q.id, "batch": batch, "batch_rows": batch_rows, "prompt": s.prompt,
@@ -109,7 +92,7 @@ def score(config: Config, questions: list[mcqa.Question]) -> dict:
 
     out = Path(config.out)
     path = out / "scores.jsonl"
-    done = _read_scores(path)
+    done = read_batches(path)
     # rewrite what is kept, so the file is exactly the complete batches before we append
     path.write_text("".join(json.dumps(r) + "\n" for r in done))
     have = {r["batch"] for r in done}
@@ -130,11 +113,8 @@ def score(config: Config, questions: list[mcqa.Question]) -> dict:
             chunk = questions[b * config.batch_size: (b + 1) * config.batch_size]
             (_, scores), = scoring.score_questions(lm, chunk, batch_size=config.batch_size, style=config.labels,
                                                    system=config.system)
-            for q, s in zip(chunk, scores):
-                labels = scoring.option_labels(len(q.options), config.labels)
-                f.write(json.dumps(_row(q, s, b, labels, len(chunk))) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # a kill after this point keeps the whole batch
+            append_batch(f, [_row(q, s, b, scoring.option_labels(len(q.options), config.labels), len(chunk))
+                             for q, s in zip(chunk, scores)])
             info["scored_now"] += len(chunk)
             bar.update(len(chunk))
     info["seconds"] = time.perf_counter() - t0
@@ -214,7 +194,7 @@ def main(config: Config) -> dict:
     info = {"scored_now": 0}
     if not config.metrics_only:
         info = score(config, questions)
-    rows = _read_scores(out / "scores.jsonl")
+    rows = read_batches(out / "scores.jsonl")
     if config.metrics_only and not rows:
         raise FileNotFoundError(f"--metrics-only: no scores in {out / 'scores.jsonl'}")
     result = compute_metrics(rows, n_boot=config.n_boot, seed=config.seed)

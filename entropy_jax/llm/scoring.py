@@ -64,12 +64,13 @@ def render(tokenizer, question: str, options: Sequence[str], *, style: str = "le
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def label_token_ids(tokenizer, prompt: str, labels: Sequence[str]) -> list[list[int]]:
+def label_token_ids(tokenizer, prompt: str, labels: Sequence[str], *, first_token: bool = False) -> list[list[int]]:
     """For each label, the distinct single-token continuations of `prompt` that spell it ("A", " A").
 
     Found by encoding prompt + variant and keeping the tokens after the prompt's own encoding (lm-eval's
     approach), so tokenizers that merge a leading space into the label are handled. A label with no
-    single-token variant is an error naming it.
+    single-token variant is an error naming it — unless `first_token`, where a multi-token label ("Yes"
+    in a character vocabulary) is represented by its first token, provided the labels' first tokens differ.
     """
     base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     out = []
@@ -77,11 +78,18 @@ def label_token_ids(tokenizer, prompt: str, labels: Sequence[str]) -> list[list[
         ids = []
         for variant in (label, " " + label):
             full = tokenizer(prompt + variant, add_special_tokens=False)["input_ids"]
-            if full[: len(base)] == base and len(full) == len(base) + 1 and full[-1] not in ids:
-                ids.append(full[-1])
+            extra = len(full) - len(base)
+            if full[: len(base)] == base and (extra == 1 or (first_token and extra > 1)):
+                if full[len(base)] not in ids:
+                    ids.append(full[len(base)])
         if not ids:
             raise ValueError(f"label {label!r} is not a single token after the prompt for this tokenizer")
         out.append(ids)
+    seen = [t for ids in out for t in ids]
+    shared = {t for t in seen if seen.count(t) > 1}  # e.g. the leading space of " Yes" and " No"
+    out = [[t for t in ids if t not in shared] for ids in out]
+    if shared and not all(out):
+        raise ValueError(f"labels {list(labels)} share their tokens after the prompt; they cannot be told apart")
     return out
 
 

@@ -1,0 +1,79 @@
+"""Model-as-judge strata: parsing, the stratum rule, and both judge modes end to end on a tiny chat model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from entropy_jax.data import mcqa
+from launch import annotate_strata as an
+from launch import mcqa_entropy
+from tests.llm.conftest import build, char_tokenizer
+
+pytestmark = pytest.mark.entry
+
+
+def test_parse_takes_the_last_bracketed_rating_and_rejects_out_of_range():
+    text = ("It needs arithmetic. [knowledge: yes] ... on reflection [Knowledge: NO] [reasoning: yes] "
+            "[steps: medium] [confidence: 85%]")
+    assert an.parse(text) == {"knowledge": "no", "reasoning": "yes", "steps": "medium", "confidence": 85.0}
+    assert an.parse("[confidence: 140]")["confidence"] is None
+    assert an.parse("The answer is B.") == {"knowledge": None, "reasoning": None, "steps": None, "confidence": None}
+
+
+@pytest.mark.parametrize("ratings, expected", [
+    ({"knowledge": "yes", "reasoning": "no"}, "knowledge"),
+    ({"knowledge": "no", "reasoning": "yes"}, "reasoning"),
+    ({"knowledge": "yes", "reasoning": "yes", "steps": "low"}, "knowledge"),
+    ({"knowledge": "yes", "reasoning": "yes", "steps": "high"}, "reasoning"),
+    ({"knowledge": "no", "reasoning": "no"}, "unclear"),
+    ({"knowledge": None, "reasoning": "yes"}, "unparsed"),
+])
+def test_stratum_rule(ratings, expected):
+    assert an.stratum(ratings) == expected
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judge")
+    tok = char_tokenizer()
+    model = build("llama", root / "model", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    tok.save_pretrained(model)
+    mcqa.save_jsonl(mcqa.load("demo", limit=6), root / "q.jsonl")
+    scores = root / "scores"
+    mcqa_entropy.main(mcqa_entropy.Config(model=str(model), data=str(root / "q.jsonl"), out=scores, batch_size=4,
+                                          n_boot=20, progress=False))
+    return model, root / "q.jsonl", scores / "scores.jsonl"
+
+
+@pytest.mark.parametrize("mode", ["probe", "generate"])
+def test_judge_modes_write_labels_and_metrics(setup, tmp_path, mode):
+    model, data, scores = setup
+    cfg = an.Config(judge=str(model), mode=mode, data=str(data), out=tmp_path, scores=scores, batch_size=4,
+                    max_new_tokens=12, n_boot=20, progress=False)
+    result = an.main(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "strata.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q.id for q in mcqa.load(str(data))]
+    assert result["n"] == 6 and sum(result["judge_strata"].values()) == 6
+    assert "agreement_with_data_strata" in result and "judge_confidence" in result
+    saved = json.loads((tmp_path / "strata_metrics.json").read_text())
+    assert saved["settings"]["mode"] == mode
+    if mode == "probe":  # every probe yields a probability, so every question gets a label and a confidence
+        assert result["parse_rate"] == 1.0 and result["judge_confidence"]["n_rated"] == 6
+        for r in rows:
+            assert 0 <= r["p_yes_reasoning"] <= 1 and 0 <= r["confidence"] <= 100
+            assert r["judge_stratum"] in ("knowledge", "reasoning")
+    else:  # a random model's text: labels are whatever parses (usually nothing); the raw text is kept
+        assert all(isinstance(r["judge_output"], str) for r in rows)
+    assert "Judge replies parsed" in an.markdown(result)
+
+
+def test_missing_scores_and_bad_mode(setup, tmp_path):
+    model, data, _ = setup
+    with pytest.raises(FileNotFoundError, match="run launch.mcqa_entropy first"):
+        an.main(an.Config(judge=str(model), data=str(data), out=tmp_path, scores=tmp_path / "none.jsonl",
+                          progress=False))
+    with pytest.raises(ValueError, match="mode 'vote'"):
+        an.main(an.Config(judge=str(model), mode="vote", data=str(data), out=tmp_path, progress=False))
