@@ -75,3 +75,28 @@ def test_nmf_common_cause_notebook(tmp_path, monkeypatch):
     assert "effective_rank" in scan
     assert (tmp_path / "stability.json").exists()
     assert (tmp_path / "stability_arrays.npz").exists()
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_llm_uncertainty_notebook(tmp_path, monkeypatch):
+    nb = _execute("03_llm_uncertainty.ipynb", tmp_path, monkeypatch)
+    outputs = _outputs(nb)
+
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4, f"only {len(images)} figures displayed"  # top-10 tokens + the launcher's three PNGs
+    markdowns = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("| knowledge |" in m and "| reasoning |" in m for m in markdowns), "the metrics table was not displayed"
+
+    run = tmp_path / "mcqa"
+    rows = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert len(rows) == 16
+    assert {r["stratum"] for r in rows} == {"knowledge", "reasoning"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 16 and metrics["n_scored"] == 16
+    assert set(metrics["by_stratum"]) == {"knowledge", "reasoning"}
+    assert metrics["entropy_settings"]["vocabulary"].startswith("full")
+    for fig in ("entropy_hist.png", "reliability.png", "risk_coverage.png"):
+        assert (run / fig).stat().st_size > 0
