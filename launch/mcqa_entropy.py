@@ -149,19 +149,22 @@ def compute_metrics(rows: list[dict], *, n_boot: int = 1000, seed: int = 0) -> d
 
 
 def figures(rows: list[dict], result: dict, out: Path, title: str) -> None:
+    """Writes the three PNGs (and closes them: a long session of runs must not pile up open figures)."""
+    import matplotlib.pyplot as plt
+
     groups = {"all": rows} | {s: [r for r in rows if r.get("stratum") == s] for s in result["by_stratum"]}
-    plots.entropy_histograms(
+    plt.close(plots.entropy_histograms(
         {k: (np.array([r["entropy"] for r in v]), np.array([r["correct"] for r in v])) for k, v in groups.items() if v},
-        title=title, path=out / "entropy_hist.png")
-    plots.reliability_diagram(
+        title=title, path=out / "entropy_hist.png"))
+    plt.close(plots.reliability_diagram(
         {"all": result["overall"]["reliability"]} | {s: b["reliability"] for s, b in result["by_stratum"].items()},
-        title=title, path=out / "reliability.png")
+        title=title, path=out / "reliability.png"))
     correct = np.array([r["correct"] for r in rows], bool)
     curves = {}
     for name, fn in SIGNALS.items():
         coverage, risk = M.risk_coverage(np.array([fn(r) for r in rows], float), correct)
         curves[name] = (coverage, risk)
-    plots.risk_coverage_curves(curves, title=title, path=out / "risk_coverage.png")
+    plt.close(plots.risk_coverage_curves(curves, title=title, path=out / "risk_coverage.png"))
 
 
 def markdown(result: dict) -> str:

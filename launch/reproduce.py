@@ -7,7 +7,7 @@ Commands:
 
 Runtime on 2 CPU cores: --quick about 2.5 minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
 regimes at reduced size; Chapter 2: rank scan 2–32 with 4 seeds; LLM core: one SmolLM2 answer with
-per-token entropy, ~25 s; Chapter 3: 240 of the 480 demo questions scored by SmolLM2 and 64 judged, ~1.5 min);
+per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by SmolLM2 and 48 judged, ~1 min);
 full about 13 minutes. Each chapter is a function below that runs its
 launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
 theirs to SECTIONS. Figures are PNGs next to the report, so REPORT.md renders on GitHub.
@@ -169,8 +169,10 @@ def llm_core(config: Config) -> str:
     out = config.out / "llm"
     prompt = "What is the capital of France? Answer in one sentence."
     res = generate.main(generate.Config(prompt=prompt, max_new_tokens=48, out=out / "generate.json"))
-    plots.token_entropy(res["token_strings"], res["entropy"], path=out / "token_entropy.png",
-                        title=f"SmolLM2-135M-Instruct, greedy; mean {res['mean_entropy']:.2f} nats/token")
+    import matplotlib.pyplot as plt
+
+    plt.close(plots.token_entropy(res["token_strings"], res["entropy"], path=out / "token_entropy.png",
+                                  title=f"SmolLM2-135M-Instruct, greedy; mean {res['mean_entropy']:.2f} nats/token"))
     t = res["timing"]
     rows = ["| # | token | entropy (nats) | log p |", "|---:|---|---:|---:|"]
     for i, (s, h, lp) in enumerate(zip(res["token_strings"], res["entropy"], res["log_prob"])):
@@ -204,7 +206,7 @@ def chapter3(config: Config) -> str:
     """Chapter 3: answer-step entropy of SmolLM2 on the demo MCQA set, per stratum, and a judge's strata."""
     out = config.out / "mcqa"
     t0 = time.perf_counter()
-    limit, judge_limit = (240, 64) if config.quick else (None, None)  # the file interleaves the two strata
+    limit, judge_limit = (160, 48) if config.quick else (None, None)  # the file interleaves the two strata
     res = mcqa_entropy.main(mcqa_entropy.Config(data="demo", out=out, limit=limit, n_boot=1000, seed=config.seed,
                                                 progress=config.progress))
     t_score = time.perf_counter() - t0

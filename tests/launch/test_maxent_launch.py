@@ -89,4 +89,4 @@ def test_reproduce_quick_writes_the_report(tmp_path):
     assert "acceptance: 0.015" in text
     assert "## LLM core" in text and "| # | token | entropy (nats) | log p |" in text
     assert "Paris" in text  # the embedded SmolLM2 answers the demo question
-    assert "## Chapter 3" in text and "| knowledge | 120 |" in text and "Judge replies parsed" in text
+    assert "## Chapter 3" in text and "| knowledge | 80 |" in text and "Judge replies parsed" in text
