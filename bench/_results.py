@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -63,3 +64,30 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
         tail = "".join(lines[end:])
         body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
     path.write_text(body)
+
+
+def fmt_load(avg: tuple) -> str:
+    """A 1/5/15-minute load-average triple as "a/b/c"."""
+    return "/".join(f"{x:.2f}" for x in avg)
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def fmt_met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch with `n` intra-op threads for the duration (None: leave the default)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -59,7 +59,6 @@ of the runtime).  ``--gpu-smoke``: about 10 s.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import os
 import shlex
@@ -69,6 +68,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench import _results as shared
 from bench._results import REPO, RESULTS, machine_info, write_section
 
 SECTION = "## Chapters 3–5 — LLM forward and decode (bench/llm_bench.py)"
@@ -119,34 +119,13 @@ def best(runs: list[tuple[float, float]]) -> dict:
     return {"wall": wall, "cpu": cpu, "walls": [w for w, _ in runs]}
 
 
-def _load(avg: tuple) -> str:
-    return "/".join(f"{x:.2f}" for x in avg)
 
-
-def _x(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}×"
-
-
-def _met(ok: bool) -> str:
-    return "**met**" if ok else "**not met**"
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """torch with `n` intra-op threads for the duration (None: leave the default)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +191,7 @@ def run_cpu(args) -> dict:
         ours_logits, first_wall, first_cpu = timed(ours_forward)
         for name, n in configs:
             log(f"forward {b}×{t}: torch {label[name]}, untimed warm-up ...")
-            with torch_threads(n):
+            with shared.torch_threads(n):
                 torch_logits = torch_forward()
         runs: dict[str, list] = {"ours": [], **{name: [] for name, _ in configs}}
         for r in range(args.repeats):
@@ -222,7 +201,7 @@ def run_cpu(args) -> dict:
             log(f"  [{r + 1}/{args.repeats}] ours {w:.2f} s")
             for name, n in configs:
                 time.sleep(PAUSE_S)
-                with torch_threads(n):
+                with shared.torch_threads(n):
                     out, w, c = timed(torch_forward)
                 if name == configs[0][0]:
                     torch_logits = out
@@ -263,7 +242,7 @@ def run_cpu(args) -> dict:
         first_seconds = dict(gen.seconds)
         for name, n in configs:
             log(f"greedy decode: torch {label[name]}, untimed warm-up (2 new tokens) ...")
-            with torch_threads(n):
+            with shared.torch_threads(n):
                 torch_generate(2)
         runs = {"ours": [], **{name: [] for name, _ in configs}}
         ours_seconds, torch_tokens = [], {}
@@ -275,7 +254,7 @@ def run_cpu(args) -> dict:
             log(f"  [{r + 1}/{args.decode_repeats}] ours {w:.2f} s ({gen.seconds})")
             for name, n in configs:
                 time.sleep(PAUSE_S)
-                with torch_threads(n):
+                with shared.torch_threads(n):
                     torch_tokens[name], w, c = timed(torch_generate)
                 runs[name].append((w, c))
                 log(f"  [{r + 1}/{args.decode_repeats}] torch {label[name]} {w:.2f} s")
@@ -472,10 +451,10 @@ def goal_lines(res: dict, args) -> list[str]:
     for key, goal, what in (("forward", GOAL_FORWARD, "Forward tokens/s ≥ 1× transformers-torch"),
                             ("decode", GOAL_DECODE, "Greedy decode generated tokens/s ≥ 2× torch `generate`")):
         r = rt[key]
-        line = f"- {what}: vs torch {lbl[ref]} {_x(r['default'])} → {_met(r['default'] >= goal)}"
+        line = f"- {what}: vs torch {lbl[ref]} {shared.fmt_ratio(r['default'])} → {shared.fmt_met(r['default'] >= goal)}"
         if r["fastest_config"] != ref:
-            line += (f"; vs the fastest torch configuration ({lbl[r['fastest_config']]}) {_x(r['fastest'])} → "
-                     f"{_met(r['fastest'] >= goal)}")
+            line += (f"; vs the fastest torch configuration ({lbl[r['fastest_config']]}) {shared.fmt_ratio(r['fastest'])} → "
+                     f"{shared.fmt_met(r['fastest'] >= goal)}")
         L.append(line + ".")
     return L
 
@@ -489,11 +468,11 @@ def gpu_goal_lines(g: dict) -> list[str]:
                     ("prefill", f"prefill {g['batch']}×{g['seq']} (`generate`)")):
         m = g[k]["mfu"]
         L.append(f"- MFU ≥ {100 * GOAL_MFU:.0f}%, {what}: {pct(m)} → "
-                 + ("no peak known (use --peak-tflops)" if m is None else _met(m >= GOAL_MFU)) + ".")
+                 + ("no peak known (use --peak-tflops)" if m is None else shared.fmt_met(m >= GOAL_MFU)) + ".")
     u = g["decode"]["util_model"]
     L.append(f"- Decode bandwidth ≥ {100 * GOAL_BANDWIDTH:.0f}% of HBM, batch {g['dec_batch']} × {g['new_tokens']} "
              f"new tokens: {pct(u)} of model bytes → "
-             + ("no peak known (use --peak-bandwidth)" if u is None else _met(u >= GOAL_BANDWIDTH))
+             + ("no peak known (use --peak-bandwidth)" if u is None else shared.fmt_met(u >= GOAL_BANDWIDTH))
              + (f" (counting the whole allocated cache: {pct(g['decode']['util_full'])})." if u is not None else "."))
     return L
 
@@ -505,13 +484,13 @@ def print_cpu(res: dict, args) -> None:
     print("-" * len(head))
     for r in rows:
         print(f"{r['task']:<22} {r['impl']:<72} {r['wall']:>9.2f} {r['cpu']:>8.2f} {r['tps']:>9.1f} "
-              f"{_x(r['ratio']):>7}")
+              f"{shared.fmt_ratio(r['ratio']):>7}")
     ld = res["load"]
     print(f"{'load':<22} {'entropy_jax load() (GGUF → fp32 params + tokenizer)':<72} {ld['ours']:>9.2f} "
           f"{ld['ours_cpu']:>8.2f}")
     tl = ld["torch_model"] + ld["torch_tokenizer"]
     print(f"{'load':<22} {'transformers from_pretrained (model + tokenizer)':<72} {tl:>9.2f} "
-          f"{ld['torch_model_cpu'] + ld['torch_tokenizer_cpu']:>8.2f} {'':>9} {_x(tl / ld['ours']):>7}")
+          f"{ld['torch_model_cpu'] + ld['torch_tokenizer_cpu']:>8.2f} {'':>9} {shared.fmt_ratio(tl / ld['ours']):>7}")
     for line in notes(res, args, markdown=False):
         print(line)
 
@@ -630,7 +609,7 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
         + ("" if res is None else f"; torch {res['torch']} (CPU, {res['torch_default_threads']} threads by "
            f"default), transformers {res['transformers']}"),
         f"- Command: `{cmd}`",
-        f"- 1/5/15-min load average at start {_load(load[0])}, at end {_load(load[1])}: the machine is shared, "
+        f"- 1/5/15-min load average at start {shared.fmt_load(load[0])}, at end {shared.fmt_load(load[1])}: the machine is shared, "
         "so a load above the core count means the wall times below include waiting for a CPU (CPU times of "
         "this process, all threads, are given as a cross-check; spin-waiting threads inflate them).",
     ]
@@ -650,13 +629,13 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
         ]
         for r in cpu_rows(res, args):
             L.append(f"| {r['task']} | {r['impl']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['tps']:.1f} | "
-                     f"{_x(r['ratio'])} |")
+                     f"{shared.fmt_ratio(r['ratio'])} |")
         ld = res["load"]
         tl = ld["torch_model"] + ld["torch_tokenizer"]
         L += [f"| load | entropy_jax `load(\"{MODEL}\")` (params + tokenizer) | {ld['ours']:.2f} | "
               f"{ld['ours_cpu']:.2f} | — | — |",
               f"| load | transformers `from_pretrained(gguf_file=…)` model + tokenizer | {tl:.2f} | "
-              f"{ld['torch_model_cpu'] + ld['torch_tokenizer_cpu']:.2f} | — | {_x(tl / ld['ours'])} |",
+              f"{ld['torch_model_cpu'] + ld['torch_tokenizer_cpu']:.2f} | — | {shared.fmt_ratio(tl / ld['ours'])} |",
               ""]
         L += [f"- {line}" for line in notes(res, args, markdown=True)]
         walls = "; ".join(f"{t} {'ours' if k == 'ours' else 'torch ' + res['torch_labels'][k]}: "
@@ -721,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                 "backend": f"{backend} ({', '.join(str(d) for d in jax.devices())})"}
     print(f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['platform']}; "
           f"Python {info['python']}, jax {versions['jax']}, flax {versions['flax']}, backend {versions['backend']}; "
-          f"load average {_load(load_start)}")
+          f"load average {shared.fmt_load(load_start)}")
 
     if args.gpu_smoke:
         g = run_gpu(args, smoke=True)

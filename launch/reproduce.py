@@ -28,7 +28,15 @@ import tyro
 import entropy_jax
 from entropy_jax import plots
 from entropy_jax.estimators import study
-from launch import annotate_strata, generate, maxent_regimes, maxent_table1, mcqa_entropy, nmf_rank, nmf_stability
+from launch import (
+    annotate_strata,
+    generate,
+    maxent_regimes,
+    maxent_table1,
+    mcqa_entropy,
+    nmf_rank,
+    nmf_stability,
+)
 
 
 @dataclasses.dataclass(frozen=True)

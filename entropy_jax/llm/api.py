@@ -38,8 +38,13 @@ MIN_BUCKET = 16
 
 
 def bucket(n: int, limit: int | None = None) -> int:
-    """Smallest power of two ≥ max(n, 16), capped at `limit` (the context window) when n fits under it."""
+    """Padded length for n tokens: powers of two up to 128 (at least 16), then four steps per octave
+    (130 → 160, 200 → 224, 1000 → 1024), capped at `limit` (the context window) when n fits under it.
+    Finer steps above 128 cut padding to ≤ 25% at the price of at most four compilations per octave."""
     b = max(MIN_BUCKET, 1 << max(0, int(n) - 1).bit_length())
+    if b > 128:
+        step = b // 8
+        b = -(-int(n) // step) * step
     return min(b, limit) if limit is not None and n <= limit else b
 
 
@@ -250,9 +255,10 @@ class LanguageModel:
         out = self._forward_jit()(self.params, jnp.asarray(ids_p), jnp.asarray(mask_p))
         return out[:b, :t]
 
-    def left_pad(self, token_lists: Sequence[Sequence[int]], extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Left-pad token lists into a shape bucket: ids [B', T] int32 and mask [B', T] bool, B' ≥ B a multiple
-        of the mesh's batch shards (extra rows hold one dummy token). `extra` = tokens still to come."""
+    def left_pad(self, token_lists: Sequence[Sequence[int]], extra: int = 0,
+                 batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Left-pad token lists into a shape bucket: ids [B', T] int32 and mask [B', T] bool, B' ≥ max(B, batch)
+        a multiple of the mesh's batch shards (extra rows hold one dummy token). `extra` = tokens to come."""
         lengths = np.array([len(p) for p in token_lists])
         if len(lengths) == 0:
             raise ValueError("no prompts given")
@@ -261,7 +267,7 @@ class LanguageModel:
         self._check_length(int(lengths.max()), extra)
         b = len(token_lists)
         t = bucket(int(lengths.max()), self.config.max_position_embeddings - extra)
-        ids = np.zeros((self._pad_batch(b), t), np.int32)
+        ids = np.zeros((self._pad_batch(max(b, batch or 0)), t), np.int32)
         mask = np.zeros(ids.shape, bool)
         for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
             ids[i, t - len(p):] = p
@@ -270,9 +276,10 @@ class LanguageModel:
         mask[b:, -1] = True
         return ids, mask
 
-    def next_token_logits(self, token_lists: Sequence[Sequence[int]]) -> jax.Array:
-        """float32 logits [B, V] of the token that would follow each prompt (lists of ids, any lengths)."""
-        ids, mask = self.left_pad(token_lists)
+    def next_token_logits(self, token_lists: Sequence[Sequence[int]], *, batch: int | None = None) -> jax.Array:
+        """float32 logits [B, V] of the token that would follow each prompt (lists of ids, any lengths);
+        `batch` pads the rows to a fixed count so a short last batch reuses the compiled program."""
+        ids, mask = self.left_pad(token_lists, batch=batch)
         return self._last_jit()(self.params, jnp.asarray(ids), jnp.asarray(mask))[: len(token_lists)]
 
     def encode(self, prompts: Sequence[str], *, chat: bool = False, system: str | None = None) -> list[list[int]]:

@@ -116,10 +116,31 @@ def _answer_step(logits_bv, label_ids_bk, label_valid_bk):
     return entropy_from_logits(logits_bv), jnp.where(label_valid_bk, picked, -jnp.inf)
 
 
-def score_batch(lm, prompts: Sequence[str], label_ids: Sequence[Sequence[Sequence[int]]]) -> list[Scored]:
-    """Score rendered prompts; `label_ids[i][j]` are the token variants of option j of prompt i."""
+def option_stats(p_variant, label_ids: Sequence[Sequence[int]]) -> dict:
+    """Answer-step statistics from the probabilities of every label variant (flattened in `label_ids` order):
+    pred, option_probs (per label, variants summed, renormalised over the labels), label_mass, max_prob,
+    margin, label_entropy (nats)."""
+    p_variant = np.asarray(p_variant, np.float64)
+    per_label, j = [], 0
+    for variants in label_ids:
+        per_label.append(p_variant[j: j + len(variants)].sum())
+        j += len(variants)
+    per_label = np.asarray(per_label)
+    mass = float(per_label.sum())
+    probs = per_label / mass if mass > 0 else np.full(len(per_label), 1 / len(per_label))
+    order = np.sort(probs)[::-1]
+    nz = probs[probs > 0]
+    return {"pred": int(np.argmax(probs)), "option_probs": tuple(float(x) for x in probs), "label_mass": mass,
+            "max_prob": float(order[0]), "margin": float(order[0] - (order[1] if len(order) > 1 else 0.0)),
+            "label_entropy": float(-(nz * np.log(nz)).sum())}
+
+
+def score_batch(lm, prompts: Sequence[str], label_ids: Sequence[Sequence[Sequence[int]]], *,
+                pad_to: int | None = None) -> list[Scored]:
+    """Score rendered prompts; `label_ids[i][j]` are the token variants of option j of prompt i. `pad_to`
+    pads the batch to that many rows (one compiled shape for every batch of a run)."""
     token_lists = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    logits = lm.next_token_logits(token_lists)
+    logits = lm.next_token_logits(token_lists, batch=pad_to)
     flat = [[t for variants in q for t in variants] for q in label_ids]
     k = max(map(len, flat))
     ids = np.zeros((len(prompts), k), np.int32)
@@ -129,22 +150,8 @@ def score_batch(lm, prompts: Sequence[str], label_ids: Sequence[Sequence[Sequenc
     entropy, log_p = jax.device_get(_answer_step(logits, jnp.asarray(ids), jnp.asarray(valid)))
     out = []
     for i, q in enumerate(label_ids):
-        p_variant = np.exp(log_p[i].astype(np.float64))
-        per_label, j = [], 0
-        for variants in q:
-            per_label.append(p_variant[j: j + len(variants)].sum())
-            j += len(variants)
-        per_label = np.asarray(per_label)
-        mass = float(per_label.sum())
-        probs = per_label / mass if mass > 0 else np.full(len(per_label), 1 / len(per_label))
-        order = np.sort(probs)[::-1]
-        nz = probs[probs > 0]
-        out.append(Scored(
-            prompt=prompts[i], pred=int(np.argmax(probs)), option_probs=tuple(float(x) for x in probs),
-            entropy=float(entropy[i]), label_mass=mass, max_prob=float(order[0]),
-            margin=float(order[0] - (order[1] if len(order) > 1 else 0.0)),
-            label_entropy=float(-(nz * np.log(nz)).sum()), n_prompt_tokens=len(token_lists[i]),
-        ))
+        st = option_stats(np.exp(log_p[i].astype(np.float64)), q)
+        out.append(Scored(prompt=prompts[i], entropy=float(entropy[i]), n_prompt_tokens=len(token_lists[i]), **st))
     return out
 
 
@@ -160,7 +167,7 @@ def score_questions(lm, questions, *, batch_size: int = 8, style: str = "letters
         prompts = [render(lm.tokenizer, q.question, q.options, style=style, system=system, chat=chat) for q in chunk]
         labels = [label_token_ids(lm.tokenizer, p, option_labels(len(q.options), style))
                   for p, q in zip(prompts, chunk)]
-        yield start // batch_size, score_batch(lm, prompts, labels)
+        yield start // batch_size, score_batch(lm, prompts, labels, pad_to=batch_size)
 
 
 def entropy_settings(lm) -> dict:

@@ -69,3 +69,12 @@ def test_label_variants_are_read_from_the_prompt_encoding():
         scoring.option_labels(27)
     with pytest.raises(ValueError, match="single-digit"):
         scoring.option_labels(10, "numbers")
+
+
+def test_a_short_last_batch_reuses_the_compiled_program(tiny_chat):
+    lm = llm.load(tiny_chat("llama"))
+    five = [QUESTIONS[0]] * 5  # one prompt length: only the batch size could force a second program
+    batches = list(scoring.score_questions(lm, five, batch_size=4))
+    assert [len(s) for _, s in batches] == [4, 1]
+    assert lm.trace_counts["last"] == 1
+    assert batches[1][1][0].entropy == pytest.approx(batches[0][1][0].entropy, abs=1e-5)

@@ -70,3 +70,10 @@ def test_compiles_once_per_shape_bucket(tiny, rng):
     lm.generate([[5, 6, 7]], max_new_tokens=6, temperature=0.7, top_p=0.9, key=key)  # sampling: new program
     lm.generate([[5, 6, 7]], max_new_tokens=6, temperature=1.3, top_p=0.5, key=key)  # same program
     assert lm.trace_counts["decode"] == 3
+
+
+def test_buckets_are_powers_of_two_then_four_per_octave():
+    assert [llm.bucket(n) for n in (1, 16, 17, 100, 128)] == [16, 16, 32, 128, 128]
+    assert [llm.bucket(n) for n in (129, 130, 161, 200, 256, 257, 1000, 1025)] == [
+        160, 160, 192, 224, 256, 320, 1024, 1280]
+    assert llm.bucket(100, limit=64) == 128 and llm.bucket(40, limit=48) == 48  # capped only when n fits
