@@ -6,7 +6,8 @@
 Two strata of 240 questions each, 4 options per question:
 
 - "knowledge": one fact looked up from the tables below (capitals, continents, element symbols,
-  SI units, planets, authors). No computation helps; the model knows the fact or not.
+  SI units, planets, authors). No computation helps; the model knows the fact or not. The
+  `rationale` states that fact in one sentence.
 - "reasoning": arithmetic, algebra, unit-conversion, ordering-logic and clock/calendar problems
   generated from seeded templates. Each answer is computed twice, once step by step (which also
   writes the `rationale`) and once by an independent method (brute force, simulation, `datetime`
@@ -196,13 +197,14 @@ SI_REVERSE = ("newton", "joule", "watt", "pascal", "hertz", "coulomb", "volt", "
 
 PLANETS = ("Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+# (question, answer, the fact that answers it: the stratum's `rationale`)
 PLANET_FACTS = [
-    ("Which planet is closest to the Sun?", "Mercury"),
-    ("Which planet is farthest from the Sun?", "Neptune"),
-    ("Which is the largest planet in the Solar System?", "Jupiter"),
-    ("Which is the smallest planet in the Solar System?", "Mercury"),
-    ("Which planet is known as the Red Planet?", "Mars"),
-    ("On which planet is the Great Red Spot?", "Jupiter"),
+    ("Which planet is closest to the Sun?", "Mercury", "Mercury orbits closest to the Sun."),
+    ("Which planet is farthest from the Sun?", "Neptune", "Neptune is the outermost of the eight planets."),
+    ("Which is the largest planet in the Solar System?", "Jupiter", "Jupiter is the largest planet by mass and size."),
+    ("Which is the smallest planet in the Solar System?", "Mercury", "Mercury is the smallest of the eight planets."),
+    ("Which planet is known as the Red Planet?", "Mars", "Iron oxide on its surface makes Mars look red."),
+    ("On which planet is the Great Red Spot?", "Jupiter", "The Great Red Spot is a giant storm on Jupiter."),
 ]
 
 # (title, author); "Which writer wrote ...?"
@@ -234,9 +236,10 @@ BOOKS: list[tuple[str, str]] = [
     ("The Three Musketeers", "Alexandre Dumas"), ("Heart of Darkness", "Joseph Conrad"),
 ]
 
-# One knowledge item before option placement: (question, answer, distractor pool in preference
-# order, number of leading pool entries that are near misses, subject).
-Item = tuple[str, str, list[str], int, str]
+# One item before option placement: (question, answer, distractor pool in preference order, number of
+# leading pool entries that are near misses, subject, rationale). A knowledge item's rationale states
+# the fact from its table (the "teacher" of the Chapter 4 demo); a reasoning item's works it out.
+Item = tuple[str, str, list[str], int, str, str]
 
 
 def _knowledge_items() -> list[Item]:
@@ -244,10 +247,12 @@ def _knowledge_items() -> list[Item]:
     capitals = [c for _, c, _ in CAPITALS]
     for country, capital, near in CAPITALS:
         others = [c for c in capitals if c != capital]
-        items.append((f"What is the capital of {country}?", capital, [*near, *others], len(near), "geography"))
+        items.append((f"What is the capital of {country}?", capital, [*near, *others], len(near), "geography",
+                      f"{capital} is the capital of {country}."))
     for country, continent in COUNTRY_CONTINENT:
         others = [c for c in CONTINENTS if c != continent]
-        items.append((f"On which continent is {country}?", continent, others, 0, "geography"))
+        items.append((f"On which continent is {country}?", continent, others, 0, "geography",
+                      f"{country[0].upper() + country[1:]} lies in {continent}."))
     symbols = [s for _, s in ELEMENTS]
     for name, symbol in ELEMENTS:
         # Near misses: letters of the name that look like a symbol, and real symbols with the same
@@ -256,7 +261,8 @@ def _knowledge_items() -> list[Item]:
         same = [s for s in symbols if s[0] == symbol[0] or s[0] == name[0].upper()]
         pool = _unique([p for p in [*fake, *same] if p != symbol])
         rest = [s for s in symbols if s != symbol and s not in pool]
-        items.append((f"What is the chemical symbol for {name}?", symbol, [*pool, *rest], len(pool), "chemistry"))
+        items.append((f"What is the chemical symbol for {name}?", symbol, [*pool, *rest], len(pool), "chemistry",
+                      f"The chemical symbol for {name} is {symbol}."))
     by_symbol = {s: n for n, s in ELEMENTS}
     names = [n for n, _ in ELEMENTS]
     for symbol in REVERSE_SYMBOLS:
@@ -264,30 +270,35 @@ def _knowledge_items() -> list[Item]:
         near = [n for n in names if n != name and n[0].upper() == symbol[0]]
         rest = [n for n in names if n != name and n not in near]
         items.append((f"Which element has the chemical symbol {symbol}?", name, [*near, *rest], len(near),
-                      "chemistry"))
+                      "chemistry", f"{symbol} is the chemical symbol for {name}."))
     units = [u for _, u in SI_BASE + SI_DERIVED]
     for quantity, unit in SI_BASE:
         others = [u for _, u in SI_BASE if u != unit]
-        items.append((f"What is the SI base unit of {quantity}?", unit, [*others, *units], len(others), "physics"))
+        items.append((f"What is the SI base unit of {quantity}?", unit, [*others, *units], len(others), "physics",
+                      f"The SI base unit of {quantity} is the {unit}."))
     for quantity, unit in SI_DERIVED:
         others = [u for u in units if u != unit]
-        items.append((f"What is the SI unit of {quantity}?", unit, others, 0, "physics"))
+        items.append((f"What is the SI unit of {quantity}?", unit, others, 0, "physics",
+                      f"The SI unit of {quantity} is the {unit}."))
     quantity_of = {u: q for q, u in SI_BASE + SI_DERIVED}
     quantities = [q for q, _ in SI_BASE + SI_DERIVED]
     for unit in SI_REVERSE:
         q = quantity_of[unit]
         others = [x for x in quantities if x != q]
-        items.append((f"The {unit} is the SI unit of which quantity?", q, others, 0, "physics"))
+        items.append((f"The {unit} is the SI unit of which quantity?", q, others, 0, "physics",
+                      f"The {unit} is the SI unit of {q}."))
     for k, planet in enumerate(PLANETS):
         near = [PLANETS[j] for j in (k - 1, k + 1, k - 2, k + 2) if 0 <= j < len(PLANETS)]
         rest = [p for p in PLANETS if p != planet and p not in near]
         items.append((f"Which is the {ORDINALS[k]} planet from the Sun?", planet, [*near, *rest], len(near),
-                      "astronomy"))
-    for text, planet in PLANET_FACTS:
-        items.append((text, planet, [p for p in PLANETS if p != planet], 0, "astronomy"))
+                      "astronomy", f"Counting outward from the Sun the planets are {', '.join(PLANETS[:-1])} and "
+                                   f"{PLANETS[-1]}, so the {ORDINALS[k]} is {planet}."))
+    for text, planet, fact in PLANET_FACTS:
+        items.append((text, planet, [p for p in PLANETS if p != planet], 0, "astronomy", fact))
     authors = _unique([a for _, a in BOOKS])
     for title, author in BOOKS:
-        items.append((f"Who wrote {title}?", author, [a for a in authors if a != author], 0, "literature"))
+        items.append((f"Who wrote {title}?", author, [a for a in authors if a != author], 0, "literature",
+                      f"{title} was written by {author}."))
     return items
 
 
@@ -669,7 +680,7 @@ def _place(rng: random.Random, items: list, prefix: str, stratum: str) -> list[Q
         assert len(set(options)) == N_OPTIONS and options[pos] == answer, (q, options)
         assert len(q.split()) <= MAX_QUESTION_WORDS, q
         out.append(Question(id=f"{prefix}-{i:04d}", question=q, options=tuple(options), answer=pos,
-                            subject=subject, stratum=stratum, rationale=rest[0] if rest else None))
+                            subject=subject, stratum=stratum, rationale=rest[0]))
     return out
 
 

@@ -385,3 +385,24 @@ def risk_coverage_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def frontier(curves: Mapping[str, Sequence[Mapping]], *, xlabel: str = "loss-bearing tokens", title: str = "",
+             path: str | Path | None = None):
+    """Accuracy against cumulative training tokens, one line per policy: {policy: [{"tokens", "accuracy",
+    "epoch"}, ...]} (the Chapter 4 accuracy–token frontier; epoch numbers annotate the points)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for i, (name, pts) in enumerate(curves.items()):
+        x = [p["tokens"] for p in pts]
+        y = [p["accuracy"] for p in pts]
+        ax.plot(x, y, marker="o", color=f"C{i}", label=name)
+        for p in pts[1:]:
+            ax.annotate(str(p["epoch"]), (p["tokens"], p["accuracy"]), textcoords="offset points", xytext=(3, 3),
+                        fontsize=6, color=f"C{i}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

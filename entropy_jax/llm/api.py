@@ -496,4 +496,4 @@ def from_params(config: LlmConfig, graphdef, params, *, tokenizer=None, mesh: Me
         params = prm._unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
     dtype = jax.tree.leaves(params)[0].dtype
     return LanguageModel(config=config, tokenizer=tokenizer, graphdef=graphdef, params=params, mesh=mesh,
-                         source="params", dtype=dtype)
+                         source="<params>", dtype=dtype)

@@ -44,20 +44,22 @@ def option_labels(n: int, style: str = "letters") -> tuple[str, ...]:
     raise ValueError(f"label style {style!r}; use 'letters' or 'numbers'")
 
 
-def question_text(question: str, options: Sequence[str], labels: Sequence[str], style: str = "letters") -> str:
-    """The user turn: instruction, question, one labelled option per line."""
+def question_text(question: str, options: Sequence[str], labels: Sequence[str], style: str = "letters",
+                  instruction: str = INSTRUCTION) -> str:
+    """The user turn: instruction, question, one labelled option per line. `instruction` may use the
+    fields {kind} ("letter"/"number"), {labels} ("A, B, C or D") and {example} (the first label)."""
     kind = "letter" if style == "letters" else "number"
     listing = ", ".join(labels[:-1]) + f" or {labels[-1]}"
-    lines = [INSTRUCTION.format(kind=kind, labels=listing), "", question.strip(), ""]
+    lines = [instruction.format(kind=kind, labels=listing, example=labels[0]), "", question.strip(), ""]
     lines += [f"{label}. {option.strip()}" for label, option in zip(labels, options)]
     return "\n".join(lines)
 
 
 def render(tokenizer, question: str, options: Sequence[str], *, style: str = "letters",
-           system: str | None = None, chat: bool = True) -> str:
+           system: str | None = None, chat: bool = True, instruction: str = INSTRUCTION) -> str:
     """The exact text fed to the model (chat template with the generation prompt when `chat`)."""
     labels = option_labels(len(options), style)
-    text = question_text(question, options, labels, style)
+    text = question_text(question, options, labels, style, instruction)
     if not chat:
         return text + "\nAnswer:"
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]

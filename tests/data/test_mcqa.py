@@ -275,7 +275,7 @@ def test_demo_set():
             assert len(q.options) == 4 and len(set(q.options)) == 4, q
             assert q.subject and len(q.question.split()) <= 45, q
             assert Question.from_dict(q.to_dict()) == q
-            assert (q.rationale is not None) == (stratum == "reasoning"), q
+            assert q.rationale, q  # every question has one: the Chapter 4 demo teacher
     reasoning_subjects = {q.subject for q in by_stratum["reasoning"]}
     assert {"arithmetic", "logic", "unit conversion", "modular arithmetic"} <= reasoning_subjects
     assert {q.stratum for q in mcqa.load("demo", limit=10)} == set(mcqa.STRATA)  # interleaved
@@ -283,6 +283,12 @@ def test_demo_set():
     for q in by_stratum["reasoning"]:
         last = q.rationale.rstrip(".").split(". ")[-1]
         assert re.search(rf"\b{re.escape(q.answer_text.lstrip('$').split()[0])}\b", last), q
+    # A knowledge rationale is one sentence that names the correct option and no distractor.
+    for q in by_stratum["knowledge"]:
+        assert q.answer_text in q.rationale, q
+        conclusion = q.rationale.split(", so")[-1]
+        assert not any(re.search(rf"\b{re.escape(o)}\b", conclusion) for i, o in enumerate(q.options)
+                       if i != q.answer and o not in q.answer_text), q
 
 
 def _generator():
