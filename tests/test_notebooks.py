@@ -100,3 +100,25 @@ def test_llm_uncertainty_notebook(tmp_path, monkeypatch):
     assert metrics["entropy_settings"]["vocabulary"].startswith("full")
     for fig in ("entropy_hist.png", "reliability.png", "risk_coverage.png"):
         assert (run / fig).stat().st_size > 0
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_complexity_aware_finetuning_notebook(tmp_path, monkeypatch):
+    nb = _execute("04_complexity_aware_finetuning.ipynb", tmp_path, monkeypatch)
+    outputs = _outputs(nb)
+
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4, f"only {len(images)} figures displayed"  # entropy histogram, mask, loss, frontier
+    markdowns = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("| gated |" in m and "| sft |" in m for m in markdowns), "the policy table was not displayed"
+
+    for name in ("sft", "gated"):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["status"] == "finished" and len(summary["history"]) == 1
+        assert summary["n_train"] == 8 and summary["n_eval"] == 8
+    assert (tmp_path / "gated" / "final" / "config.json").exists()
+    front = json.loads((tmp_path / "frontier.json").read_text())
+    assert {r["policy"] for r in front["runs"]} == {"sft", "gated"}

@@ -12,10 +12,15 @@ shares one parameter layout:
 Numerics follow transformers: RMSNorm in float32 then cast back, attention softmax in float32, RoPE angles
 in float32, logits returned in float32. The module is only ever called inside `jax.jit` through
 `forward(graphdef, params, ...)`, a pure function of a params pytree (nested dict of arrays).
+
+`Decoder(config, lora=LoraSpec(...))` adds low-rank adapters to the named projections: such a Dense holds
+`lora_a` [in, r] and `lora_b` [r, out] next to its kernel and computes x W + scale · (x a) b, so training the
+adapters never forms a gradient of W (the fine-tuning path of `entropy_jax.train`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -28,13 +33,35 @@ from entropy_jax.llm.config import LlmConfig
 KVCache = tuple[tuple[jax.Array, jax.Array], ...]  # per layer (k, v), each [B, K, S, hd]
 
 
+@dataclasses.dataclass(frozen=True)
+class LoraSpec:
+    """Which kernels (dotted paths such as "layers.0.attn.q.kernel") carry rank-`rank` adapters, scaled by
+    `scale` (alpha / rank). Static: part of the graph definition."""
+
+    rank: int
+    scale: float
+    paths: frozenset[str]
+
+    def rank_of(self, path: str) -> int:
+        return self.rank if path in self.paths else 0
+
+
 class Dense(nnx.Module):
-    def __init__(self, d_in: int, d_out: int, *, bias: bool, dtype, rngs: nnx.Rngs):
+    def __init__(self, d_in: int, d_out: int, *, bias: bool, dtype, rngs: nnx.Rngs, lora_rank: int = 0,
+                 lora_scale: float = 0.0):
         self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out), dtype) * d_in**-0.5)
         self.bias = nnx.Param(jnp.zeros((d_out,), dtype)) if bias else None
+        self.lora_scale = lora_scale
+        if lora_rank:  # placeholders: adapters are supplied with the params (entropy_jax.train.lora)
+            self.lora_a = nnx.Param(jnp.zeros((d_in, lora_rank), dtype))
+            self.lora_b = nnx.Param(jnp.zeros((lora_rank, d_out), dtype))
+        else:
+            self.lora_a = self.lora_b = None
 
     def __call__(self, x):
         y = x @ self.kernel[...]
+        if self.lora_a is not None:
+            y = y + self.lora_scale * ((x @ self.lora_a[...]) @ self.lora_b[...])
         return y if self.bias is None else y + self.bias[...]
 
 
@@ -49,14 +76,19 @@ class RMSNorm(nnx.Module):
         return self.scale[...] * normed.astype(x.dtype)
 
 
+def _lora(lora: LoraSpec | None, path: str) -> dict:
+    return {} if lora is None else {"lora_rank": lora.rank_of(path), "lora_scale": lora.scale}
+
+
 class Attention(nnx.Module):
-    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
         c = config
         self.config, self.window = c, c.window(layer)
-        self.q = Dense(c.hidden_size, c.num_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
-        self.k = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
-        self.v = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs)
-        self.o = Dense(c.num_heads * c.head_dim, c.hidden_size, bias=c.o_bias, dtype=dtype, rngs=rngs)
+        kw = {n: _lora(lora, f"layers.{layer}.attn.{n}.kernel") for n in "qkvo"}
+        self.q = Dense(c.hidden_size, c.num_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs, **kw["q"])
+        self.k = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs, **kw["k"])
+        self.v = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs, **kw["v"])
+        self.o = Dense(c.num_heads * c.head_dim, c.hidden_size, bias=c.o_bias, dtype=dtype, rngs=rngs, **kw["o"])
         if c.qk_norm:
             self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
             self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
@@ -111,22 +143,23 @@ def attend(q_bthd, k_bksd, v_bksd, mask_bts, *, scale: float):
 
 
 class Mlp(nnx.Module):
-    def __init__(self, config: LlmConfig, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LlmConfig, layer: int = 0, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
         c = config
-        self.gate = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
-        self.up = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
-        self.down = Dense(c.intermediate_size, c.hidden_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs)
+        kw = {n: _lora(lora, f"layers.{layer}.mlp.{n}.kernel") for n in ("gate", "up", "down")}
+        self.gate = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs, **kw["gate"])
+        self.up = Dense(c.hidden_size, c.intermediate_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs, **kw["up"])
+        self.down = Dense(c.intermediate_size, c.hidden_size, bias=c.mlp_bias, dtype=dtype, rngs=rngs, **kw["down"])
 
     def __call__(self, x):
         return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
 
 
 class Block(nnx.Module):
-    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
         self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
-        self.attn = Attention(config, layer, dtype=dtype, rngs=rngs)
+        self.attn = Attention(config, layer, dtype=dtype, rngs=rngs, lora=lora)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
-        self.mlp = Mlp(config, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(config, layer, dtype=dtype, rngs=rngs, lora=lora)
 
     def __call__(self, x, cos, sin, mask, kv=None, slot=None):
         h, new_kv = self.attn(self.attn_norm(x), cos, sin, mask, kv, slot)
@@ -137,11 +170,11 @@ class Block(nnx.Module):
 class Decoder(nnx.Module):
     """Token ids [B, T] → float32 logits [B, T, V] (see `forward` for the pure, jittable entry point)."""
 
-    def __init__(self, config: LlmConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: LlmConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, lora: LoraSpec | None = None):
         c = config
         self.config = c
         self.embed = nnx.Embed(c.vocab_size, c.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([Block(c, i, dtype=dtype, rngs=rngs) for i in range(c.num_layers)])
+        self.layers = nnx.List([Block(c, i, dtype=dtype, rngs=rngs, lora=lora) for i in range(c.num_layers)])
         self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps, dtype)
         if not c.tie_word_embeddings:
             self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
@@ -203,8 +236,8 @@ def init_params(config: LlmConfig, key: jax.Array, dtype=jnp.float32):
     return graphdef, nnx.to_pure_dict(state)
 
 
-def abstract(config: LlmConfig, dtype=jnp.float32):
-    """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything."""
-    model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0)))
+def abstract(config: LlmConfig, dtype=jnp.float32, lora: LoraSpec | None = None):
+    """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything (with adapters under `lora`)."""
+    model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0), lora=lora))
     graphdef, state = nnx.split(model)
     return graphdef, nnx.to_pure_dict(state)

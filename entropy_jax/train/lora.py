@@ -1,9 +1,13 @@
 """Low-rank adaptation (LoRA) of the decoder's projection kernels, as pure functions over params pytrees.
 
-For a target kernel W [in, out] the adapter holds a [in, r] and b [r, out]; the adapted kernel is
-W + (alpha / r) · a @ b. `b` starts at zero, so training starts from the base model exactly. `merge` is the
-same function in the train step (the base stays frozen, only adapters get gradients and optimizer state)
-and at export, where the merged kernels are written as an ordinary checkpoint.
+For a target kernel W [in, out] the adapter holds a [in, r] and b [r, out]; the adapted layer computes
+x W + (alpha / r) · (x a) b. `b` starts at zero, so training starts from the base model exactly.
+
+Training runs the low-rank path: `spec` gives the decoder a graph with `lora_a`/`lora_b` next to each target
+kernel and `insert` puts the adapters into the frozen base params, so gradients exist for a and b only —
+never a full [in, out] gradient of W — and the optimizer holds moments for the adapters alone. `merge`
+folds the adapters into the kernels (W + scale · a @ b) for evaluation with the plain decoder and for export
+as an ordinary checkpoint; both paths are the same function of the input (tested).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from entropy_jax.llm import params as prm
+from entropy_jax.llm.model import LoraSpec
 
 # Projection names of the decoder's layout (model.py): attention q/k/v/o and MLP gate/up/down.
 PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
@@ -69,6 +74,29 @@ def init(key: jax.Array, params: Mapping, config: LoraConfig) -> dict[str, dict[
         a = jax.random.normal(jax.random.fold_in(key, i), (d_in, config.rank), jnp.float32) * d_in**-0.5
         out[path] = {"a": a, "b": jnp.zeros((config.rank, d_out), jnp.float32)}
     return out
+
+
+def spec(config: LoraConfig, adapters: Mapping) -> LoraSpec:
+    """The decoder's static description of these adapters (for `model.abstract(..., lora=...)`)."""
+    return LoraSpec(rank=config.rank, scale=config.scale, paths=frozenset(adapters))
+
+
+def insert(params: Mapping, adapters: Mapping[str, Mapping[str, jax.Array]]) -> dict:
+    """params (base layout) + adapters → the params of the decoder built with `spec`: each adapted Dense gets
+    `lora_a` and `lora_b` next to its kernel. Pure; jittable."""
+    flat = dict(prm._flatten(params))
+    for path, ab in adapters.items():
+        stem = path.rsplit(".", 1)[0]
+        flat[f"{stem}.lora_a"], flat[f"{stem}.lora_b"] = ab["a"], ab["b"]
+
+    def build(node, prefix):
+        out = {k: build(v, f"{prefix}{k}.") if isinstance(v, Mapping) else flat[f"{prefix}{k}"] for k, v in node.items()}
+        for extra in ("lora_a", "lora_b"):
+            if f"{prefix}{extra}" in flat:
+                out[extra] = flat[f"{prefix}{extra}"]
+        return out
+
+    return build(params, "")
 
 
 def merge(params: Mapping, adapters: Mapping[str, Mapping[str, jax.Array]], scale: float) -> dict:

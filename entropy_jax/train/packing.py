@@ -6,6 +6,12 @@ loss weight completion[1:] (the model predicts completion tokens only). Packed r
 attention is block-diagonal and causal (`segment_mask`): examples in one row never see each other (the
 cross-contamination TRL's early packing had).
 
+Only loss-bearing positions need logits, so each row also lists them: `loss_pos` [K] (indices into the row),
+`loss_targets` [K] and `loss_weights` [K] (0 for padding), K = `Layout.loss_slots` (the row maximum of the
+whole epoch, bucketed: one shape per run). Answer-only SFT supervises ~3 of ~100 positions, so the
+vocabulary projection (and its [B, T, V] float32 logits, 2.5 GB for 4k tokens of Qwen's 152k vocabulary)
+shrinks to [B, K, V].
+
 A step batch is [A, B, T]: A accumulation micro-batches of B rows. Packed rows all have T = `seq_len`
 (one compiled shape); bucketed rows have T = `api.bucket` of the step's longest row (one compilation per
 bucket). The last step of an epoch is filled with empty rows (weight 0), so every step has one shape.
@@ -38,6 +44,7 @@ class Layout:
     packed: bool
     dropped: tuple[int, ...]
     truncated: tuple[int, ...]
+    loss_slots: int  # K: loss positions per row (the epoch's row maximum, bucketed)
 
 
 def layout(seqs: Sequence[Tokenized], seq_len: int, *, packed: bool = True) -> Layout:
@@ -73,34 +80,44 @@ def layout(seqs: Sequence[Tokenized], seq_len: int, *, packed: bool = True) -> L
         else:
             rows.append([i])
             space.append(seq_len - n)
-    return Layout(tuple(map(tuple, rows)), tuple(lengths), seq_len, packed, tuple(dropped), tuple(truncated))
+    n_loss = [int(seqs[i].completion[1: lengths[i] + 1].sum()) for i in range(len(seqs))]
+    most = max((sum(n_loss[i] for i in r) for r in rows), default=1)
+    return Layout(tuple(map(tuple, rows)), tuple(lengths), seq_len, packed, tuple(dropped), tuple(truncated),
+                  bucket(most, seq_len))
 
 
-def _fill(seqs: Sequence[Tokenized], lay: Layout, row: Sequence[int], t: int):
-    tokens = np.zeros(t, np.int32)
+def _fill(seqs: Sequence[Tokenized], lay: Layout, row: Sequence[int], t: int) -> dict[str, np.ndarray]:
+    out = {"tokens": np.zeros(t, np.int32), "positions": np.zeros(t, np.int32), "segments": np.zeros(t, np.int32)}
     targets = np.zeros(t, np.int32)
     weights = np.zeros(t, np.float32)
-    positions = np.zeros(t, np.int32)
-    segments = np.zeros(t, np.int32)
     at = 0
     for seg, i in enumerate(row, 1):
         n, s = lay.lengths[i], seqs[i]
-        tokens[at: at + n] = s.ids[:n]
+        out["tokens"][at: at + n] = s.ids[:n]
         targets[at: at + n] = s.ids[1: n + 1]
         weights[at: at + n] = s.completion[1: n + 1]
-        positions[at: at + n] = np.arange(n)
-        segments[at: at + n] = seg
+        out["positions"][at: at + n] = np.arange(n)
+        out["segments"][at: at + n] = seg
         at += n
-    return tokens, targets, weights, positions, segments
+    where = np.flatnonzero(weights)
+    k = lay.loss_slots
+    out["loss_pos"] = np.zeros(k, np.int32)
+    out["loss_targets"] = np.zeros(k, np.int32)
+    out["loss_weights"] = np.zeros(k, np.float32)
+    out["loss_pos"][: len(where)] = where
+    out["loss_targets"][: len(where)] = targets[where]
+    out["loss_weights"][: len(where)] = 1.0
+    return out
 
 
-FIELDS = ("tokens", "targets", "weights", "positions", "segments")
+FIELDS = ("tokens", "positions", "segments", "loss_pos", "loss_targets", "loss_weights")
 
 
 def batches(seqs: Sequence[Tokenized], lay: Layout, *, micro_batch: int, accumulation: int = 1,
             start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Step batches {field: [A, B, T]} in row order, from step `start_step` on (resuming mid-epoch).
-    Each also holds "n_rows" (real rows) and "n_tokens" (non-padding positions)."""
+    """Step batches {field: [A, B, T] (tokens, positions, segments) or [A, B, K] (loss_*)} in row order, from
+    step `start_step` on (resuming mid-epoch). Each also holds "n_rows" (real rows) and "n_tokens"
+    (non-padding positions)."""
     per_step = micro_batch * accumulation
     n_steps = steps_per_epoch(lay, micro_batch=micro_batch, accumulation=accumulation)
     for step in range(start_step, n_steps):
@@ -109,11 +126,12 @@ def batches(seqs: Sequence[Tokenized], lay: Layout, *, micro_batch: int, accumul
             t = lay.seq_len
         else:
             t = bucket(max(sum(lay.lengths[i] for i in r) for r in rows), lay.seq_len)
-        arrays = {f: np.zeros((per_step, t), np.float32 if f == "weights" else np.int32) for f in FIELDS}
+        width = {f: lay.loss_slots if f.startswith("loss_") else t for f in FIELDS}
+        arrays = {f: np.zeros((per_step, width[f]), np.float32 if f == "loss_weights" else np.int32) for f in FIELDS}
         for j, r in enumerate(rows):
-            for f, a in zip(FIELDS, _fill(seqs, lay, r, t)):
+            for f, a in _fill(seqs, lay, r, t).items():
                 arrays[f][j] = a
-        out = {f: a.reshape(accumulation, micro_batch, t) for f, a in arrays.items()}
+        out = {f: a.reshape(accumulation, micro_batch, width[f]) for f, a in arrays.items()}
         out["n_rows"] = len(rows)
         out["n_tokens"] = int(sum(lay.lengths[i] for r in rows for i in r))
         yield out

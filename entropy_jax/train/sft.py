@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 from entropy_jax.llm import sharding as shd
 from entropy_jax.train import lora as lora_lib
-from entropy_jax.train.packing import segment_mask
+from entropy_jax.train.packing import FIELDS, segment_mask
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -80,15 +80,18 @@ def optimizer(config: OptimConfig) -> optax.GradientTransformation:
 
 
 # ---------------------------------------------------------------------------------------------- loss
-def token_nll(graphdef, params, tokens_bt, targets_bt, positions_bt, segments_bt, *, constrain=None):
-    """Per-position negative log-likelihood [B, T] float32 (nats) of `targets` after `tokens`, with
-    per-example positions and block-diagonal causal attention (packed rows). `constrain` pins each layer's
-    activations (e.g. to the batch sharding)."""
+def token_nll(graphdef, params, tokens_bt, positions_bt, segments_bt, loss_pos_bk, loss_targets_bk, *,
+              constrain=None):
+    """Negative log-likelihood [B, K] float32 (nats) of `loss_targets` as the next token at the row positions
+    `loss_pos` [B, K], with per-example positions and block-diagonal causal attention (packed rows). Only
+    those K positions are projected onto the vocabulary. `constrain` pins each layer's activations (e.g. to
+    the batch sharding)."""
     model = nnx.merge(graphdef, params)
     h, _ = model.hidden(tokens_bt, positions_bt, segment_mask(segments_bt), constrain=constrain)
-    logits = model.project(h)
+    h_bkd = jnp.take_along_axis(h, loss_pos_bk[..., None], axis=1)
+    logits = model.project(h_bkd)
     lse = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets_bt[..., None], axis=-1)[..., 0]
+    target_logit = jnp.take_along_axis(logits, loss_targets_bk[..., None], axis=-1)[..., 0]
     return lse - target_logit
 
 
@@ -98,16 +101,19 @@ def cast(tree, dtype):
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """Static settings of the train step (hashable: part of the jit cache key)."""
+    """Static settings of the train step (hashable: part of the jit cache key). With `lora`, the trainable
+    params are adapters (`lora.init`) inserted into the frozen base, and the graphdef must be the decoder
+    built with their `lora.spec`."""
 
     compute_dtype: str = "float32"
-    lora_scale: float | None = None  # None = full fine-tuning
+    lora: bool = False
 
 
 def make_step(graphdef, tx: optax.GradientTransformation, config: StepConfig, mesh: Mesh | None = None) -> Callable:
     """step(state, frozen, batch, lr) → (state, metrics). `state` = {"trainable", "opt", "step"}; `frozen` is
     the base params under LoRA (None for full fine-tuning); batch fields [A, B, T] (`packing.FIELDS`); lr a
-    float32 scalar (the schedule's value for this step)."""
+    float32 scalar (the schedule's value for this step). `graphdef` should be built in the compute dtype
+    (`model.abstract(config, dtype, lora=...)`): the embedding casts its output to the graph's dtype."""
     dtype = COMPUTE_DTYPES[config.compute_dtype]
     constrain = None
     if mesh is not None:  # activations stay split over the batch, layer after layer (as in the forward)
@@ -115,15 +121,13 @@ def make_step(graphdef, tx: optax.GradientTransformation, config: StepConfig, me
         constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=act)
 
     def full_params(trainable, frozen):
-        if config.lora_scale is None:
-            return trainable
-        return lora_lib.merge(frozen, trainable, config.lora_scale)
+        return lora_lib.insert(frozen, trainable) if config.lora else trainable
 
     def micro_loss(trainable, frozen, micro):
         params = cast(full_params(trainable, frozen), dtype)
-        nll = token_nll(graphdef, params, micro["tokens"], micro["targets"], micro["positions"],
-                        micro["segments"], constrain=constrain)
-        w = micro["weights"]
+        nll = token_nll(graphdef, params, micro["tokens"], micro["positions"], micro["segments"],
+                        micro["loss_pos"], micro["loss_targets"], constrain=constrain)
+        w = micro["loss_weights"]
         return jnp.sum(nll * w), jnp.sum(w)
 
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
@@ -137,7 +141,7 @@ def make_step(graphdef, tx: optax.GradientTransformation, config: StepConfig, me
             (loss, w), g = grad_fn(trainable, frozen, micro)
             return (loss_sum + loss, w_sum + w, jax.tree.map(jnp.add, g_sum, g)), None
 
-        fields = {k: batch[k] for k in ("tokens", "targets", "weights", "positions", "segments")}
+        fields = {k: batch[k] for k in FIELDS}
         (loss_sum, w_sum, g_sum), _ = jax.lax.scan(accumulate, (jnp.float32(0), jnp.float32(0), zeros), fields)
         denom = jnp.maximum(w_sum, 1.0)
         grads = jax.tree.map(lambda g: g / denom, g_sum)
@@ -181,9 +185,9 @@ def state_shardings(state_shape, mesh: Mesh, lora: bool):
 
 
 def batch_shardings(mesh: Mesh) -> dict[str, NamedSharding]:
-    """Batch fields [A, B, T]: B over (data, fsdp)."""
+    """Batch fields [A, B, T or K]: B over (data, fsdp)."""
     s = NamedSharding(mesh, P(None, shd.BATCH, None))
-    return {k: s for k in ("tokens", "targets", "weights", "positions", "segments")}
+    return {k: s for k in FIELDS}
 
 
 def jit_step(step: Callable, *, mesh: Mesh | None = None, state_sharding=None, frozen_sharding=None) -> Callable:

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from entropy_jax.llm import model as mdl
 from entropy_jax.llm import sharding as shd
 from entropy_jax.train import lora as lora_lib
 from entropy_jax.train import packing, sft
@@ -76,8 +77,9 @@ class Run:
     frozen: Any
     data: list[tuple[list[Tokenized], packing.Layout]]
     total_steps: int
-    trace_counts: dict
+    trace_counts: dict  # of the (process-wide, cached) compiled step: cumulative over runs
     lr: Callable[[int], float]
+    traces_before: int = 0  # trace_counts["train_step"] when this run was prepared
 
 
 _STEPS: dict = {}
@@ -92,7 +94,9 @@ def _epoch_data(epoch_examples, config: TrainConfig):
             raise ValueError(f"epoch {e}: no example keeps a loss-bearing token within seq_len={config.seq_len} "
                              f"({len(seqs)} examples, all prompts too long?)")
         data.append((seqs, lay))
-    return data
+    # one loss-slot count for every epoch (packing orders differ): one compiled step for the whole run
+    k = max(lay.loss_slots for _, lay in data)
+    return [(seqs, dataclasses.replace(lay, loss_slots=k)) for seqs, lay in data]
 
 
 def _f32_copy(params):
@@ -119,8 +123,9 @@ def prepare(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: Tr
     else:
         trainable = lora_lib.init(jax.random.key(config.seed), base, config.lora)
         frozen = base
-    step_cfg = sft.StepConfig(compute_dtype=config.compute_dtype,
-                              lora_scale=None if config.lora is None else config.lora.scale)
+    step_cfg = sft.StepConfig(compute_dtype=config.compute_dtype, lora=config.lora is not None)
+    lora_spec = None if config.lora is None else lora_lib.spec(config.lora, trainable)
+    graphdef, _ = mdl.abstract(lm.config, sft.COMPUTE_DTYPES[config.compute_dtype], lora=lora_spec)
     init = functools.partial(sft.init_state, tx=tx)
     if mesh is None:
         state, state_s, frozen_s = init(trainable), None, None
@@ -133,10 +138,10 @@ def prepare(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: Tr
             frozen = jax.device_put(frozen, frozen_s)
     # One compiled step per (model, optimizer, precision, adapters, mesh) in the process: a sweep of
     # policies over the same student compiles once per shape bucket, whatever each run's schedule.
-    key = (lm.graphdef, optim, step_cfg, config.lora, mesh)
+    key = (graphdef, optim, step_cfg, mesh)
     if key not in _STEPS:
         counts = {"train_step": 0}
-        raw = sft.make_step(lm.graphdef, tx, step_cfg, mesh)
+        raw = sft.make_step(graphdef, tx, step_cfg, mesh)
 
         def counted(state, frozen, batch, lr, _raw=raw, _counts=counts):
             _counts["train_step"] += 1
@@ -146,7 +151,7 @@ def prepare(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: Tr
     step, counts = _STEPS[key]
     lr = sft.schedule(config.lr, total_steps=total, warmup_steps=round(config.warmup_ratio * total),
                       final_lr_ratio=config.final_lr_ratio)
-    return Run(lm, config, step, state, frozen, data, total, counts, lr)
+    return Run(lm, config, step, state, frozen, data, total, counts, lr, counts["train_step"])
 
 
 _merge = jax.jit(lora_lib.merge, static_argnums=2)
@@ -285,7 +290,9 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
         writer.close()
     ckpt.close()
     return {"status": status, "history": history, "params": full_params(run), "global_step": global_step,
-            "total_steps": run.total_steps, "trace_counts": dict(run.trace_counts), "run": run,
+            "total_steps": run.total_steps, "run": run,
+            # traces (compilations) of the train step during this call; 0 when an earlier run compiled it
+            "trace_counts": {"train_step": run.trace_counts["train_step"] - run.traces_before},
             "signal": stop.signal}
 
 

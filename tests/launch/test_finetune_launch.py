@@ -19,7 +19,8 @@ from launch import finetune, frontier
 from tests.train.conftest import tiny_chat_model
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = dict(train_limit=12, eval_size=8, epochs=2, batch_size=2, seq_len=512, lr=2e-3, score_batch=4, progress=False)
+SMALL = dict(train_limit=12, eval_size=8, epochs=2, batch_size=2, seq_len=512, lr=2e-3, score_batch=4, progress=False,
+             data_axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_gated_run_with_a_model_teacher_writes_everything_and_exports(models, tm
     assert hist[1]["cumulative_loss_tokens"] == 2 * hist[0]["loss_tokens"]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == list(range(1, s["global_step"] + 1))
-    assert s["train_step_traces"] == 1
+    assert s["train_step_traces"] <= 1  # 0 when an earlier test in this process compiled the same step
     assert (out / "eval" / "epoch_000.json").exists() and (out / "eval" / "epoch_002.json").exists()
 
     # the exported model: transformers-torch and our loader both reproduce the fine-tuned weights' logits
@@ -114,7 +115,8 @@ def test_gated_run_with_a_model_teacher_writes_everything_and_exports(models, tm
 def _launch(out: Path, student: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "launch.finetune", "--student", str(student), "--policy", "distill", "--out", str(out),
            "--train-limit", "12", "--eval-size", "8", "--epochs", "2", "--batch-size", "1", "--seq-len", "512",
-           "--lr", "2e-3", "--score-batch", "4", "--save-every", "1", "--no-progress", "--no-export", *extra]
+           "--lr", "2e-3", "--score-batch", "4", "--save-every", "1", "--no-progress", "--no-export",
+           "--data-axis", "1", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -140,7 +142,7 @@ def test_kill_9_then_sigterm_then_resume_ends_with_the_uninterrupted_params(mode
 
     student, _ = models
     common = dict(policy="distill", train_limit=12, eval_size=8, epochs=2, batch_size=1, seq_len=512, lr=2e-3,
-                  score_batch=4, save_every=1, progress=False, export=False)
+                  score_batch=4, save_every=1, progress=False, export=False, data_axis=1)
     full = finetune.main(finetune.Config(student=str(student), out=tmp_path / "full", **common))
     assert full["global_step"] >= 8
 
@@ -203,3 +205,25 @@ def test_bad_inputs_are_clear_errors(models, tmp_path):
         finetune.main(finetune.Config(student=str(student), out=tmp_path / "d", policy="cot", **SMALL))
     with pytest.raises(FileNotFoundError, match="no launch.finetune runs"):
         frontier.main(frontier.Config(sweep=tmp_path / "empty", progress=False))
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_report_section_runs_all_six_policies(models, tmp_path):
+    from launch import reproduce
+
+    student, _ = models
+    config = reproduce.Config(quick=True, out=tmp_path, progress=False)
+    text = reproduce.chapter4(config, student=str(student), sizes=dict(train_limit=12, eval_size=8, epochs=1))
+    assert text.startswith("## Chapter 4")
+    for name in ("sft", "distill", "gated", "curriculum", "gated_inverse", "random"):
+        assert f"| {name} |" in text
+        assert (tmp_path / "finetune" / name / "summary.json").exists()
+    assert "![Accuracy–token frontier](finetune/frontier.png)" in text
+    assert (tmp_path / "finetune" / "frontier.png").stat().st_size > 0
+    assert (tmp_path / "finetune" / "gated" / "final" / "config.json").exists()  # only gated is exported
+    assert not (tmp_path / "finetune" / "sft" / "final").exists()
+    sums = {n: json.loads((tmp_path / "finetune" / n / "summary.json").read_text()) for n in ("sft", "distill", "gated")}
+    # distillation supervises whole traces: more loss-bearing tokens than answer-only SFT; gated lies between
+    tokens = {n: s["final"]["loss_tokens"] for n, s in sums.items()}
+    assert tokens["sft"] < tokens["gated"] < tokens["distill"], tokens

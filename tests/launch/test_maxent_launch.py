@@ -78,7 +78,10 @@ def test_cli_rejects_bad_arguments(repo_root):
 @pytest.mark.entry
 @pytest.mark.slow
 def test_reproduce_quick_writes_the_report(tmp_path):
-    path = reproduce.main(reproduce.Config(quick=True, out=tmp_path, progress=False))
+    # `make demo` itself; Chapter 4's six SmolLM2 fine-tuning runs are left to `make demo` (minutes of training
+    # on 2 cores): its section is written from tiny models in tests/launch/test_finetune_launch.py
+    sections = ("Chapter 1", "Chapter 2", "LLM core", "Chapter 3")
+    path = reproduce.main(reproduce.Config(quick=True, out=tmp_path, progress=False, sections=sections))
     text = path.read_text()
     assert "## Chapter 1" in text and "| M |" in text
     # Every figure the report links exists next to it.
@@ -90,3 +93,6 @@ def test_reproduce_quick_writes_the_report(tmp_path):
     assert "## LLM core" in text and "| # | token | entropy (nats) | log p |" in text
     assert "Paris" in text  # the embedded SmolLM2 answers the demo question
     assert "## Chapter 3" in text and "| knowledge | 80 |" in text and "Judge replies parsed" in text
+    assert "## Chapter 4" not in text
+    with pytest.raises(ValueError, match="unknown sections"):
+        reproduce.main(reproduce.Config(out=tmp_path, sections=("Chapter 9",)))

@@ -57,11 +57,15 @@ def test_layout_and_batches_match_a_hand_packing():
     (batch,) = list(packing.batches([a, b, c], lay, micro_batch=2))
     assert batch["tokens"].shape == (1, 2, 8)
     assert batch["tokens"][0].tolist() == [[10, 11, 12, 13, 20, 21, 22, 0], [30, 31, 32, 33, 34, 0, 0, 0]]
-    assert batch["targets"][0].tolist() == [[11, 12, 13, 14, 21, 22, 23, 0], [31, 32, 33, 34, 35, 0, 0, 0]]
-    # weight 1 where the TARGET is a completion token: a's targets 13, 14 (ids[3:]), b's 22, 23, c's 34, 35
-    assert batch["weights"][0].tolist() == [[0, 0, 1, 1, 0, 1, 1, 0], [0, 0, 0, 1, 1, 0, 0, 0]]
     assert batch["positions"][0].tolist() == [[0, 1, 2, 3, 0, 1, 2, 0], [0, 1, 2, 3, 4, 0, 0, 0]]
     assert batch["segments"][0].tolist() == [[1, 1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 0, 0, 0]]
+    # the loss sits where the TARGET (next token) is a completion token: a's 13, 14 (ids[3:]) at row positions
+    # 2, 3; b's 22, 23 at 5, 6; c's 34, 35 at 3, 4. K = bucket(4 loss positions in row 0) = 16, capped at 8
+    assert lay.loss_slots == 8 and batch["loss_pos"].shape == (1, 2, 8)
+    assert batch["loss_pos"][0, :, :4].tolist() == [[2, 3, 5, 6], [3, 4, 0, 0]]
+    assert batch["loss_targets"][0, :, :4].tolist() == [[13, 14, 22, 23], [34, 35, 0, 0]]
+    assert batch["loss_weights"][0].sum(-1).tolist() == [4, 2] and batch["loss_weights"][0, 1, :2].tolist() == [1, 1]
+    assert not batch["loss_pos"][0, :, 4:].any()
     assert batch["n_tokens"] == 12 and batch["n_rows"] == 2
 
     mask = np.asarray(packing.segment_mask(batch["segments"][0]))
@@ -79,7 +83,7 @@ def test_unpacked_rows_are_bucketed_and_last_step_is_padded_with_empty_rows():
     assert lay.rows == ((0,), (1,), (2,))
     steps = list(packing.batches(seqs, lay, micro_batch=2))
     assert [s["tokens"].shape for s in steps] == [(1, 2, 32), (1, 2, 16)]  # bucket(19) = 32, bucket(8) = 16
-    assert steps[1]["n_rows"] == 1 and not steps[1]["weights"][0, 1].any() and not steps[1]["segments"][0, 1].any()
+    assert steps[1]["n_rows"] == 1 and not steps[1]["loss_weights"][0, 1].any() and not steps[1]["segments"][0, 1].any()
     assert packing.steps_per_epoch(lay, micro_batch=2) == 2
     # accumulation splits a step into [A, B, T]; resuming at a step skips the earlier ones
     (only,) = list(packing.batches(seqs, lay, micro_batch=1, accumulation=2, start_step=1))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import re
+
 import numpy as np
 import pytest
 
 from entropy_jax import llm
 from entropy_jax.data import mcqa
+from entropy_jax.llm import model as mdl
 from entropy_jax.llm import params as prm
 from entropy_jax.train import examples as ex
 from entropy_jax.train import lora as lora_lib
@@ -52,9 +55,9 @@ def test_packed_loss_equals_per_example_transformers_nll(student, student_dir):
     seqs = _examples(student.tokenizer, 6)
     batch = _batch(seqs, seq_len=1024)  # several examples per row
     assert int((np.asarray(batch["segments"]).max(-1) > 1).sum()) >= 1
-    nll = sft.token_nll(student.graphdef, student.params, batch["tokens"][0], batch["targets"][0],
-                        batch["positions"][0], batch["segments"][0])
-    ours = float(jnp.sum(nll * batch["weights"][0]))
+    nll = sft.token_nll(student.graphdef, student.params, batch["tokens"][0], batch["positions"][0],
+                        batch["segments"][0], batch["loss_pos"][0], batch["loss_targets"][0])
+    ours = float(jnp.sum(nll * batch["loss_weights"][0]))
     model = _torch_model(student_dir)
     ref = sum(_torch_nll(model, s) for s in seqs)
     assert abs(ours - ref) <= 1e-4 * max(1.0, abs(ref)), (ours, ref)
@@ -167,9 +170,9 @@ def test_lora_merge_and_gradients_match_hand_formulas(student, key):
     batch = {k: v[0] for k, v in _batch(seqs).items()}
 
     def loss_of(params):
-        nll = sft.token_nll(student.graphdef, params, batch["tokens"], batch["targets"], batch["positions"],
-                            batch["segments"])
-        return jnp.sum(nll * batch["weights"])
+        nll = sft.token_nll(student.graphdef, params, batch["tokens"], batch["positions"], batch["segments"],
+                            batch["loss_pos"], batch["loss_targets"])
+        return jnp.sum(nll * batch["loss_weights"])
 
     g_full = prm._flatten(jax.grad(loss_of)(lora_lib.merge(student.params, adapters, cfg.scale)))
     g_lora = jax.grad(lambda ad: loss_of(lora_lib.merge(student.params, ad, cfg.scale)))(adapters)
@@ -177,6 +180,28 @@ def test_lora_merge_and_gradients_match_hand_formulas(student, key):
         a, b, gw = (np.asarray(x, np.float64) for x in (adapters[p]["a"], adapters[p]["b"], g_full[p]))
         np.testing.assert_allclose(np.asarray(g_lora[p]["a"]), cfg.scale * gw @ b.T, rtol=2e-4, atol=2e-5)
         np.testing.assert_allclose(np.asarray(g_lora[p]["b"]), cfg.scale * a.T @ gw, rtol=2e-4, atol=2e-5)
+
+
+def test_low_rank_path_equals_the_merged_kernels(student, key):
+    """Training runs x W + s (x a) b inside the decoder; evaluation and export use W + s a b: same function."""
+    cfg = lora_lib.LoraConfig(rank=4, alpha=8.0, targets=("q", "v", "gate", "down"))
+    rng = np.random.default_rng(1)
+    adapters = {p: {"a": jnp.asarray(rng.normal(size=ab["a"].shape) * 0.3, jnp.float32),
+                    "b": jnp.asarray(rng.normal(size=ab["b"].shape) * 0.3, jnp.float32)}
+                for p, ab in lora_lib.init(key, student.params, cfg).items()}
+    graphdef, _ = mdl.abstract(student.config, lora=lora_lib.spec(cfg, adapters))
+    full = lora_lib.insert(student.params, adapters)
+    assert set(full["layers"][0]["attn"]["q"]) == {"kernel", "lora_a", "lora_b"}
+    assert set(full["layers"][0]["attn"]["k"]) == {"kernel"}
+    seqs = _examples(student.tokenizer, 3)
+    b = {k: v[0] for k, v in _batch(seqs).items()}
+    args = (b["tokens"], b["positions"], b["segments"], b["loss_pos"], b["loss_targets"])
+    low_rank = sft.token_nll(graphdef, full, *args)
+    merged = sft.token_nll(student.graphdef, lora_lib.merge(student.params, adapters, cfg.scale), *args)
+    plain = sft.token_nll(student.graphdef, student.params, *args)
+    w = np.asarray(b["loss_weights"]) > 0
+    assert np.abs(np.asarray(low_rank) - np.asarray(plain))[w].max() > 1e-2  # the adapters matter
+    np.testing.assert_allclose(np.asarray(low_rank)[w], np.asarray(merged)[w], rtol=1e-5, atol=1e-5)
 
 
 def test_lora_target_that_matches_nothing_is_an_error(student):
@@ -214,9 +239,14 @@ def test_bf16_compute_tracks_the_float32_loss(student):
     b = _batch(seqs, packed=False, micro_batch=4)
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        step = jax.jit(sft.make_step(student.graphdef, tx, sft.StepConfig(compute_dtype=dtype)))
+        graphdef, _ = mdl.abstract(student.config, sft.COMPUTE_DTYPES[dtype])
+        raw = sft.make_step(graphdef, tx, sft.StepConfig(compute_dtype=dtype))
         state = sft.init_state(jax.tree.map(jnp.array, student.params), tx=tx)
-        state, m = step(state, None, b, jnp.float32(1e-3))
+        # the matrix products really run in the compute dtype (not float32 on rounded weights)
+        jaxpr = str(jax.make_jaxpr(raw)(state, None, b, jnp.float32(1e-3)))
+        want = "bf16" if dtype == "bfloat16" else "f32"
+        assert re.search(rf"{want}\[\d+,\d+,\d+\] = dot_general", jaxpr), dtype
+        state, m = jax.jit(raw)(state, None, b, jnp.float32(1e-3))
         losses[dtype] = float(m["loss"])
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state["trainable"]))
     # bf16 has an 8-bit mantissa: the mean loss agrees to its relative precision, not to float32's
@@ -227,13 +257,16 @@ def test_bf16_compute_tracks_the_float32_loss(student):
 def test_compiles_once_per_shape_bucket(student, tmp_path):
     trainer.clear_compiled()
     seqs = _examples(student.tokenizer, 8)
-    packed = trainer.fit(student, lambda e: seqs[::-1] if e % 2 else seqs,
-                         trainer.TrainConfig(epochs=3, micro_batch=2, seq_len=1024), tmp_path / "p", progress=False)
+    def order(e):  # the orders pack differently (other rows, other loss-slot counts): still one shape
+        return seqs[::-1] if e % 2 else seqs
+
+    packed = trainer.fit(student, order, trainer.TrainConfig(epochs=3, micro_batch=2, seq_len=1024), tmp_path / "p",
+                         progress=False)
     assert packed["global_step"] >= 3 and packed["trace_counts"]["train_step"] == 1
-    # a second run of the same model and optimizer (another schedule) reuses the compiled step
-    again = trainer.fit(student, lambda e: seqs, trainer.TrainConfig(epochs=1, micro_batch=2, seq_len=1024, lr=3e-4),
+    # a second run of the same model and optimizer (another schedule and length) reuses the compiled step
+    again = trainer.fit(student, order, trainer.TrainConfig(epochs=2, micro_batch=2, seq_len=1024, lr=3e-4),
                         tmp_path / "p2", progress=False)
-    assert again["trace_counts"]["train_step"] == 1
+    assert again["trace_counts"]["train_step"] == 0
     bucketed = trainer.fit(student, lambda e: seqs, trainer.TrainConfig(epochs=2, micro_batch=2, seq_len=1024,
                                                                          packing=False, weight_decay=0.01),
                            tmp_path / "b", progress=False)
