@@ -11,10 +11,23 @@ Modules: `examples` (prompt/completion segments → token ids and completion-onl
 (held-out answer-only accuracy). Export of the result: `entropy_jax.llm.export`.
 """
 
-from entropy_jax.train import evaluate, examples, gating, lora, packing, policy, sft, trainer, traces
+from entropy_jax.train import evaluate, examples, gating, lora, packing, policy, sft, traces, trainer
 from entropy_jax.train.lora import LoraConfig
 from entropy_jax.train.policy import POLICIES
 from entropy_jax.train.trainer import TrainConfig, fit
 
-__all__ = ["POLICIES", "LoraConfig", "TrainConfig", "evaluate", "examples", "fit", "gating", "lora", "packing",
-           "policy", "sft", "trainer", "traces"]
+__all__ = [
+           "POLICIES",
+           "LoraConfig",
+           "TrainConfig",
+           "evaluate",
+           "examples",
+           "fit",
+           "gating",
+           "lora",
+           "packing",
+           "policy",
+           "sft",
+           "traces",
+           "trainer",
+]

@@ -3,10 +3,10 @@ compile counts, sharding and exact resume."""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
