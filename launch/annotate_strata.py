@@ -5,7 +5,9 @@ Command:
     python -m launch.annotate_strata --judge smollm2-135m-instruct --data demo \\
         --scores results/mcqa/scores.jsonl --out results/strata
 
-Runtime on 2 CPU cores: RUNTIME_NOTE
+Runtime on 2 CPU cores: about 3 minutes for the 480 demo questions with SmolLM2-135M in `--mode probe` (four
+one-token probes per question); `--mode generate` writes an explanation per question and takes several times
+longer.
 
 The judge (any `entropy_jax.llm.load` source) is asked, without answering the question, for a short
 explanation and then four ratings in a fixed bracketed format: needs specific domain knowledge (yes/no),
