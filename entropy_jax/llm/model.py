@@ -59,9 +59,14 @@ class Dense(nnx.Module):
             self.lora_a = self.lora_b = None
 
     def __call__(self, x):
-        y = x @ self.kernel[...]
+        # one [N, in] @ [in, out] product: XLA's CPU backend runs the 2-D form (and its weight gradient,
+        # which contracts all leading axes) ~1.6× faster than the same product over [B, T, in]
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ self.kernel[...]
         if self.lora_a is not None:
-            y = y + self.lora_scale * ((x @ self.lora_a[...]) @ self.lora_b[...])
+            y = y + self.lora_scale * ((x2 @ self.lora_a[...]) @ self.lora_b[...])
+        y = y.reshape(*lead, y.shape[-1])
         return y if self.bias is None else y + self.bias[...]
 
 
@@ -132,14 +137,20 @@ class Attention(nnx.Module):
 
 def attend(q_bthd, k_bksd, v_bksd, mask_bts, *, scale: float):
     """Grouped-query attention of queries [B, T, H, hd] over keys/values [B, K, S, hd] (H = G·K);
-    scores and softmax in float32, masked entries get probability 0. Returns [B, T, H, hd]."""
+    scores and softmax in float32, masked entries get probability 0. Returns [B, T, H, hd].
+
+    The G query heads that share a key/value head are stacked along the query axis, so each key/value head
+    is one [G·T, hd] @ [hd, S] product (2.4× faster forward, 1.6× forward + backward on XLA's CPU backend
+    than the 5-D einsum over (t, g))."""
     b, t, h, d = q_bthd.shape
     kv_heads = k_bksd.shape[1]
-    q = q_bthd.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores = jnp.einsum("btkgd,bksd->bkgts", q, k_bksd, preferred_element_type=jnp.float32) * scale
-    scores = jnp.where(mask_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    g = h // kv_heads
+    q = q_bthd.reshape(b, t, kv_heads, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, g * t, d)
+    scores = jnp.einsum("bkqd,bksd->bkqs", q, k_bksd, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(jnp.tile(mask_bts, (1, g, 1))[:, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v_bksd.dtype)
-    return jnp.einsum("bkgts,bksd->btkgd", probs, v_bksd).reshape(b, t, h, d)
+    out = jnp.einsum("bkqs,bksd->bkqd", probs, v_bksd)
+    return out.reshape(b, kv_heads, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
 class Mlp(nnx.Module):
