@@ -406,3 +406,34 @@ def frontier(curves: Mapping[str, Sequence[Mapping]], *, xlabel: str = "loss-bea
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def accuracy_matrix(acc: np.ndarray, thinkers: Sequence[str], answerers: Sequence[str], *, title: str = "",
+                    path: str | Path | None = None):
+    """Heatmap of a thinker × answerer accuracy matrix [T, A] (rows thinkers), with the row means (per
+    thinker) as an extra column and the column means (per answerer) as an extra row, each cell annotated."""
+    plt = _plt()
+    acc = np.asarray(acc, float)
+    t, a = acc.shape
+    full = np.full((t + 1, a + 1), np.nan)
+    full[:t, :a] = acc
+    full[:t, a] = np.nanmean(acc, axis=1)
+    full[t, :a] = np.nanmean(acc, axis=0)
+    fig, ax = plt.subplots(figsize=(1.3 * (a + 1) + 2.4, 0.55 * (t + 1) + 1.6))
+    im = ax.imshow(np.ma.masked_invalid(full), cmap="viridis", vmin=0.0, vmax=max(1e-9, np.nanmax(full)))
+    for i in range(t + 1):
+        for j in range(a + 1):
+            if np.isfinite(full[i, j]):
+                v = full[i, j]
+                ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if v < 0.6 * np.nanmax(full) else "black",
+                        fontweight="bold" if i == t or j == a else "normal")
+    ax.axhline(t - 0.5, color="white", lw=2)
+    ax.axvline(a - 0.5, color="white", lw=2)
+    ax.set_xticks(range(a + 1), [*answerers, "row mean"], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(t + 1), [*thinkers, "column mean"], fontsize=8)
+    ax.set_xlabel("answerer")
+    ax.set_ylabel("thinker")
+    ax.set_title(title or "accuracy (%)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="accuracy")
+    return _save(fig, path)

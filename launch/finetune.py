@@ -5,11 +5,11 @@ Command (one policy; `launch.reproduce` runs all six at demo size):
     python -m launch.finetune --student smollm2-135m-instruct --teacher rationale --train demo --eval demo \
         --policy gated --out results/finetune/gated --epochs 2
 
-Runtime on 2 CPU cores: about 1–2 minutes per policy at the demo size of `launch.reproduce --quick`
-(96 training questions, 2 epochs, full fine-tuning of SmolLM2-135M in float32); the numbers are those of a
-135M model trained for seconds, not the dissertation's (Qwen2.5-3B / Phi-4-mini on MMLU-Pro with a
-DeepSeek-V3 teacher: `--student`, `--teacher` and `--train mmlu-pro` on a GPU/TPU, with `--data-axis`,
-`--fsdp` for the mesh).
+Runtime on 2 CPU cores: about 1.5 minutes per policy at the demo size of `launch.reproduce --quick`
+(12 training questions, 24 held out, 2 epochs of 2 packed rows × 256 tokens per step, full fine-tuning of
+SmolLM2-135M in float32; ≈ 5 s per step); the numbers are those of a 135M model trained for seconds, not
+the dissertation's (Qwen2.5-3B / Phi-4-mini on MMLU-Pro with a DeepSeek-V3 teacher: `--student`,
+`--teacher` and `--train mmlu-pro` on a GPU/TPU, with `--data-axis`, `--fsdp` for the mesh).
 
 Steps: (1) the student's Chapter 3 answer-step entropy of every training question → bands by quantile
 (`--hard-quantile 0.75`, the paper's Q3) or threshold (`--threshold`, nats) → OUT/bands.json; (2) teacher
@@ -101,6 +101,11 @@ class Config:
     """Batch size of the answer-step scoring (gating and evaluation)."""
     save_every: int = 0
     """Checkpoint every N optimizer steps (0: at epoch ends and on SIGTERM/SIGINT only)."""
+    checkpoint_epochs: bool = True
+    """Checkpoint at every epoch end (`--no-checkpoint-epochs` for sweeps of short runs; SIGTERM/SIGINT and
+    `--save-every` checkpoints remain)."""
+    min_loss_slots: int = 0
+    """Lower bound on the loss positions per row (K): runs of a sweep with the same value compile once."""
     resume: bool = False
     export: bool = True
     seed: int = 0
@@ -194,7 +199,8 @@ def main(config: Config, *, student=None) -> dict:
         epochs=config.epochs, micro_batch=config.batch_size, accumulation=config.accumulation, seq_len=config.seq_len,
         packing=config.packing, lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
         clip_norm=config.clip_norm, compute_dtype=config.compute_dtype, lora=lora, seed=config.seed,
-        save_every=config.save_every)
+        save_every=config.save_every, checkpoint_epochs=config.checkpoint_epochs,
+        min_loss_slots=config.min_loss_slots)
     train, evals = split_questions(config)
 
     distributed.initialize(None)

@@ -5,11 +5,12 @@ Commands:
     python -m launch.reproduce --quick --out results/   # `make demo`: minutes on 2 CPU cores
     python -m launch.reproduce --out results/           # the paper-size settings
 
-Runtime on 2 CPU cores: --quick about 2.5 minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
+Runtime on 2 CPU cores: --quick about RUNTIME_TOTAL minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
 regimes at reduced size; Chapter 2: rank scan 2–32 with 4 seeds; LLM core: one SmolLM2 answer with
 per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by SmolLM2 and 48 judged, ~1 min;
-Chapter 4: six fine-tuning policies of SmolLM2 on 24 demo questions, 2 epochs each, RUNTIME_CH4);
-full about 13 minutes. Each chapter is a function below that runs its
+Chapter 4: six full fine-tuning runs of SmolLM2 on 12 demo questions, 2 epochs each, ~9 min; Chapter 5:
+thinkers none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, ~3 min);
+without --quick, hours on 2 CPU cores (Chapters 4 and 5 at full size are meant for a GPU). Each chapter is a function below that runs its
 launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
 theirs to SECTIONS. Figures are PNGs next to the report, so REPORT.md renders on GitHub.
 """
@@ -41,6 +42,7 @@ from launch import (
     mcqa_entropy,
     nmf_rank,
     nmf_stability,
+    thinker_answerer,
 )
 
 
@@ -269,8 +271,8 @@ def chapter3(config: Config) -> str:
 
 
 # Demo sizes of Chapter 4: (train questions, held-out questions, epochs). The quick size is what `make demo` runs.
-CH4_QUICK = dict(train_limit=24, eval_size=32, epochs=2)
-CH4_FULL = dict(train_limit=192, eval_size=96, epochs=3)
+CH4_QUICK = dict(train_limit=12, eval_size=24, epochs=2, batch_size=2, seq_len=256)
+CH4_FULL = dict(train_limit=192, eval_size=96, epochs=3, batch_size=4, seq_len=512)
 
 
 def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: dict | None = None) -> str:
@@ -278,9 +280,11 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     import entropy_jax.llm as llm
 
     out = config.out / "finetune"
-    sizes = sizes or (CH4_QUICK if config.quick else CH4_FULL)
-    common = dict(student=student, teacher="rationale", train="demo", eval="demo", batch_size=4, seq_len=512,
-                  lr=3e-5, seed=config.seed, progress=config.progress, **sizes)
+    sizes = dict(batch_size=4, seq_len=512) | (sizes or (CH4_QUICK if config.quick else CH4_FULL))
+    # one K for every policy (the step compiles once for the sweep); epoch-end checkpoints of a 135M model
+    # cost more than these runs take to redo
+    common = dict(student=student, teacher="rationale", train="demo", eval="demo", lr=3e-5, seed=config.seed,
+                  progress=config.progress, min_loss_slots=sizes["seq_len"] // 2, checkpoint_epochs=False, **sizes)
     # every batch split over as many devices as divide it (on a CPU each core is a device: ~1.3× faster)
     n = math.gcd(common["batch_size"], jax.device_count())
     mesh = None if n == 1 else llm.make_mesh(data=n, devices=jax.devices()[:n])
@@ -306,10 +310,12 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
         "distillation everywhere (`distill`), the chapter's pipeline — SFT on the regular band, CoT on the hard "
         "band (`gated`) —, SFT ordered by entropy (`curriculum`), CoT on the wrong band (`gated_inverse`) and CoT "
         f"on a random subset as large as the hard band (`random`); full fine-tuning, {sizes['epochs']} epochs, "
-        "AdamW lr 3e-5 with warmup and cosine decay, packed rows of 512 tokens, "
+        f"AdamW lr 3e-5 with warmup and cosine decay, {sizes['batch_size']} packed rows of {sizes['seq_len']} "
+        "tokens per step, "
         f"{len(summaries)} runs in {elapsed:.0f} s. Reproduce one run with `python -m launch.finetune --policy "
         f"gated --train-limit {sizes['train_limit']} --eval-size {sizes['eval_size']} --epochs {sizes['epochs']} "
-        "--lr 3e-5 --out results/finetune/gated`, the plot with `python -m launch.frontier --sweep "
+        f"--batch-size {sizes['batch_size']} --seq-len {sizes['seq_len']} --lr 3e-5 --out results/finetune/gated`, "
+        "the plot with `python -m launch.frontier --sweep "
         "results/finetune`.",
         "",
         finetune.markdown(summaries),
@@ -332,12 +338,84 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     return "\n".join(lines)
 
 
+def _ch5_reading(acc: dict, model: str, t_model: dict, s: dict) -> str:
+    """What the demo matrix says, worded by the numbers (a 135M answerer may not use traces at all)."""
+    n = s["n_questions"]
+    noise = 2.0 / n
+    gain, harm = acc["gold"] - acc["none"], acc["none"] - acc["shuffled"]
+    top = {t: p["top_pred_fraction"] for t, p in ((k.split(" → ")[0], v) for k, v in s["pairs"].items())}
+    parts = [f"Accuracy {acc['none']:.3f} without a trace, {acc['gold']:.3f} with the gold rationale, "
+             f"{acc['shuffled']:.3f} with another question's and {acc[model]:.3f} with the model's own trace "
+             f"({t_model['mean_tokens']:.0f} tokens on average, mean token entropy "
+             f"{t_model['mean_entropy']:.3f} nats)."]
+    if gain > noise and harm > noise:
+        parts.append("As in the chapter, the trace steers the answer: a correct one helps, a misleading one hurts.")
+    else:
+        parts.append(f"This answerer barely reads the trace: the differences are within two questions "
+                     f"or go the wrong way, and its most frequent letter takes "
+                     f"{min(top.values()):.0%}–{max(top.values()):.0%} of its answers — it follows the answer "
+                     "cue's letter prior more than the reasoning (SmolLM2-135M is near chance in Chapter 3 "
+                     "too). The chapter's "
+                     "effect needs answerers that can condition on a trace.")
+    return " ".join(parts)
+
+
+# Demo sizes of Chapter 5: questions (the demo file alternates the strata) and the thinker's token budget.
+CH5_QUICK = dict(limit=32, max_think_tokens=160, batch_size=16)
+CH5_FULL = dict(limit=None, max_think_tokens=512, batch_size=16)
+
+
+def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dict | None = None,
+             models: dict | None = None) -> str:
+    """Chapter 5: thinkers {none, gold, shuffled, SmolLM2} × answerer SmolLM2 on the demo set."""
+    sizes = sizes or (CH5_QUICK if config.quick else CH5_FULL)
+    out = config.out / "shuffle"
+    cfg = thinker_answerer.Config(thinkers=f"none,gold,shuffled,{model}", answerers=model, data="demo", out=out,
+                                  seed=config.seed, progress=config.progress, **sizes)
+    s = thinker_answerer.main(cfg, models=models)
+    m = s["matrix"]
+    th = s["thinkers"]
+    acc = dict(zip(th, (row[0] for row in m["accuracy"])))
+    t_model = s["thinker_table"][model]
+    lines = [
+        "## Chapter 5 — better thinking or a bigger model: thinker → answerer shuffles",
+        "",
+        f"A thinker writes a reasoning trace for each of {s['n_questions']} demo questions; the answerer "
+        "(SmolLM2-135M-Instruct) reads question + trace and gives the option letter only (Chapter 3 "
+        "answer-only scoring; answer-step entropy in nats): the trace opens the answerer's own turn, followed by "
+        "\"The correct option is\", and the next token is read. Thinkers: `none` (no trace, the same scaffold), "
+        "`gold` (the demo set's worked rationale: a perfect thinker), `shuffled` (another question's "
+        "rationale, by a seeded derangement: fluent, confident and about the wrong problem) and SmolLM2 "
+        f"itself (greedy, step-by-step prompt, at most {sizes['max_think_tokens']} tokens; per-token "
+        "full-vocabulary entropy recorded during generation). Reproduce with `python -m launch.thinker_answerer "
+        f"--thinkers none,gold,shuffled,{model} --answerers {model} --data demo"
+        + (f" --limit {sizes['limit']}" if sizes["limit"] else "")
+        + f" --max-think-tokens {sizes['max_think_tokens']}"
+        + (f" --batch-size {sizes['batch_size']}" if "batch_size" in sizes else "") + " --out results/shuffle` "
+        f"({s['seconds']['total']:.0f} s here: thinking {s['seconds']['thinkers']:.0f} s, answering "
+        f"{s['seconds']['answerers']:.0f} s).",
+        "",
+        thinker_answerer.markdown(s),
+        "![Thinker × answerer accuracy](shuffle/matrix.png)",
+        "",
+        _ch5_reading(acc, model, t_model, s),
+        f"One question is {1 / s['n_questions']:.3f} of accuracy. The "
+        "dissertation's matrix — five Qwen3 sizes as thinkers and answerers on GPQA-main, thinking mode, "
+        "traces of thousands of tokens — is `--thinkers Qwen/Qwen3-0.6B,…,Qwen/Qwen3-14B --answerers <the "
+        "same> --data gpqa-main --max-think-tokens 16384` on a GPU (Qwen3's `<think>` span is used "
+        "automatically; traces longer than an answerer's context keep their end, marked and counted).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 SECTIONS: list[tuple[str, Callable[[Config], str]]] = [
     ("Chapter 1", chapter1),
     ("Chapter 2", chapter2),
     ("LLM core", llm_core),
     ("Chapter 3", chapter3),
     ("Chapter 4", chapter4),
+    ("Chapter 5", chapter5),
 ]
 
 

@@ -122,3 +122,23 @@ def test_complexity_aware_finetuning_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "gated" / "final" / "config.json").exists()
     front = json.loads((tmp_path / "frontier.json").read_text())
     assert {r["policy"] for r in front["runs"]} == {"sft", "gated"}
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_thinker_answerer_notebook(tmp_path, monkeypatch):
+    nb = _execute("05_thinker_answerer.ipynb", tmp_path, monkeypatch)
+    outputs = _outputs(nb)
+
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, f"only {len(images)} figures displayed"  # token entropy, matrix, entropy scatter
+    markdowns = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("| thinker ↓ / answerer → |" in m and "| shuffled |" in m for m in markdowns), "no matrix table"
+
+    matrix = json.loads((tmp_path / "matrix" / "matrix.json").read_text())
+    assert matrix["thinkers"] == ["none", "gold", "shuffled", "tiny-random"] and matrix["answerers"] == ["tiny-random"]
+    assert all(n == [8] for n in matrix["n"])
+    traces = (tmp_path / "matrix" / "traces" / "tiny-random.jsonl").read_text().splitlines()
+    assert len(traces) == 8 and all(0 < json.loads(t)["n_tokens"] <= 16 for t in traces)

@@ -7,7 +7,7 @@ Every source becomes a list of `Question`. Sources `load` accepts:
   or `.csv` (layouts in `load_csv`);
 - `"demo"`: `data/mcqa_demo.jsonl` in the repository (generated offline by
   `data/make_mcqa_demo.py`; a "knowledge" and a "reasoning" stratum);
-- a benchmark name in `BENCHMARKS` (`mmlu`, `mmlu-pro`, `gpqa`, `arc-challenge`,
+- a benchmark name in `BENCHMARKS` (`mmlu`, `mmlu-pro`, `gpqa` (diamond), `gpqa-main`, `arc-challenge`,
   `commonsenseqa`): read from the Hugging Face Hub when `datasets` is installed and the Hub can be
   reached. `datasets` is not a dependency of this package; without it (or offline), export the
   questions to JSONL and pass the file.
@@ -476,6 +476,8 @@ BENCHMARKS: dict[str, tuple[str, str | None, str, Any]] = {
     "mmlu": ("cais/mmlu", "all", "test", _from_mmlu),
     "mmlu-pro": ("TIGER-Lab/MMLU-Pro", None, "test", _from_mmlu_pro),
     "gpqa": ("Idavidrein/gpqa", "gpqa_diamond", "train", _from_gpqa),
+    # GPQA main (448 questions): the Chapter 5 set.
+    "gpqa-main": ("Idavidrein/gpqa", "gpqa_main", "train", _from_gpqa),
     "arc-challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", _from_labelled("arc", None)),
     # The CommonsenseQA test split has no answer keys; validation is the usual evaluation split.
     "commonsenseqa": ("tau/commonsense_qa", None, "validation", _from_labelled("csqa", "commonsense")),

@@ -44,7 +44,7 @@ class Layout:
     packed: bool
     dropped: tuple[int, ...]
     truncated: tuple[int, ...]
-    loss_slots: int  # K: loss positions per row (the epoch's row maximum, bucketed)
+    loss_slots: int  # K: loss positions per row (the epoch's row maximum, see `slot_bucket`)
 
 
 def layout(seqs: Sequence[Tokenized], seq_len: int, *, packed: bool = True) -> Layout:
@@ -83,7 +83,14 @@ def layout(seqs: Sequence[Tokenized], seq_len: int, *, packed: bool = True) -> L
     n_loss = [int(seqs[i].completion[1: lengths[i] + 1].sum()) for i in range(len(seqs))]
     most = max((sum(n_loss[i] for i in r) for r in rows), default=1)
     return Layout(tuple(map(tuple, rows)), tuple(lengths), seq_len, packed, tuple(dropped), tuple(truncated),
-                  bucket(most, seq_len))
+                  slot_bucket(most, seq_len))
+
+
+def slot_bucket(n: int, seq_len: int) -> int:
+    """K for a row maximum of n loss positions: a power of two (at least 16), at most `seq_len`. Coarser than
+    the row buckets on purpose: K is the only shape that differs between the policies of a sweep, and the
+    vocabulary projection of a few unused slots costs less than another compilation of the train step."""
+    return min(max(16, 1 << max(0, int(n) - 1).bit_length()), seq_len)
 
 
 def _fill(seqs: Sequence[Tokenized], lay: Layout, row: Sequence[int], t: int) -> dict[str, np.ndarray]:

@@ -109,18 +109,25 @@ def cache_key(source: str, max_new_tokens: int, style: str, system: str | None) 
             "decoding": "greedy", "prompt": COT_INSTRUCTION}
 
 
-def _cache_rows(path: Path, key: dict) -> dict[str, Trace]:
-    out = {}
+def read_keyed(path: Path, key: dict) -> dict[str, dict]:
+    """{id: row} of the rows of a JSONL cache whose "key" equals `key` (later rows win; a half-written last
+    line of a killed run is ignored)."""
+    out: dict[str, dict] = {}
     if not path.exists():
         return out
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            break  # the half-written last line of a killed run
+            break
         if row.get("key") == key:
-            out[row["id"]] = Trace(**{f.name: row.get(f.name) for f in dataclasses.fields(Trace)})
+            out[row["id"]] = row
     return out
+
+
+def _cache_rows(path: Path, key: dict) -> dict[str, Trace]:
+    return {i: Trace(**{f.name: row.get(f.name) for f in dataclasses.fields(Trace)})
+            for i, row in read_keyed(path, key).items()}
 
 
 def generate(teacher, questions, *, cache: str | Path, source: str, max_new_tokens: int = 512,

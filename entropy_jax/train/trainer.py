@@ -57,7 +57,13 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 0
     """Checkpoint every N optimizer steps (0: only at epoch ends and on SIGTERM/SIGINT)."""
+    checkpoint_epochs: bool = True
+    """Checkpoint at every epoch end. Off for sweeps of short runs (a 135M model's state is 1.6 GB, seconds
+    to write); `save_every` and the SIGTERM/SIGINT checkpoint still apply."""
     keep_checkpoints: int = 2
+    min_loss_slots: int = 0
+    """Lower bound on K (loss positions per row, `packing.slot_bucket`): the runs of a sweep that set the same
+    value share one compiled train step although their supervision differs."""
 
     def __post_init__(self):
         if self.epochs < 1 or self.micro_batch < 1 or self.accumulation < 1:
@@ -95,7 +101,7 @@ def _epoch_data(epoch_examples, config: TrainConfig):
                              f"({len(seqs)} examples, all prompts too long?)")
         data.append((seqs, lay))
     # one loss-slot count for every epoch (packing orders differ): one compiled step for the whole run
-    k = max(lay.loss_slots for _, lay in data)
+    k = min(max(config.min_loss_slots, *(lay.loss_slots for _, lay in data)), config.seq_len)
     return [(seqs, dataclasses.replace(lay, loss_slots=k)) for seqs, lay in data]
 
 
@@ -284,7 +290,8 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
             log.write(json.dumps({"step": global_step, "epoch_end": epoch, **acct}) + "\n")
             log.flush()
             epoch, step_in_epoch = epoch + 1, 0
-            save()
+            if config.checkpoint_epochs:
+                save()
     bar.close()
     if writer is not None:
         writer.close()

@@ -329,6 +329,9 @@ _FAKE_ROWS = {
         {"Record ID": f"rec{i}", "Question": f" Q{i}? \n", "Correct Answer": " right\n", "Incorrect Answer 1": "w1",
          "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "High-level domain": "Physics",
          "Explanation": "because"} for i in range(20)],
+    ("Idavidrein/gpqa", "gpqa_main"): [
+        {"Record ID": f"rec{i}", "Question": f"M{i}?", "Correct Answer": "right", "Incorrect Answer 1": "w1",
+         "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3"} for i in range(3)],
     ("allenai/ai2_arc", "ARC-Challenge"): [
         {"id": "Mercury_1", "question": "Which?", "choices": {"text": ["a", "b", "c"], "label": ["1", "2", "3"]},
          "answerKey": "3"},
@@ -373,6 +376,10 @@ def test_gpqa_options_shuffled_reproducibly(fake_datasets):
         assert q.permutation == mcqa.option_permutation(q.id, 4) and q.options[q.permutation.index(0)] == "right"
     assert len({q.answer for q in first}) > 1  # not always in the same slot
     assert fake_datasets[0] == ("Idavidrein/gpqa", "gpqa_diamond", "train")
+    main = mcqa.load("gpqa-main")  # the Chapter 5 split; same ids → same permutations as diamond's
+    assert fake_datasets[-1] == ("Idavidrein/gpqa", "gpqa_main", "train")
+    assert [q.permutation for q in main] == [mcqa.option_permutation(f"gpqa-rec{i}", 4) for i in range(3)]
+    assert all(q.answer_text == "right" for q in main)
 
 
 def test_benchmark_row_errors_name_the_row(monkeypatch):

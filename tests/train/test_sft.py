@@ -275,6 +275,24 @@ def test_compiles_once_per_shape_bucket(student, tmp_path):
     assert bucketed["trace_counts"]["train_step"] == len(shapes) >= 2
 
 
+def test_a_sweep_with_one_min_loss_slots_compiles_once_and_can_skip_epoch_checkpoints(student, tmp_path):
+    trainer.clear_compiled()
+    qs = mcqa.load("demo", limit=6)
+    answers = ex.tokenize(student.tokenizer, [ex.answer_example(student.tokenizer, q) for q in qs])
+    cots = ex.tokenize(student.tokenizer, [ex.cot_example(student.tokenizer, q, q.rationale) for q in qs])
+    k_answers = packing.layout(answers, 1024).loss_slots
+    k_cots = packing.layout(cots, 1024).loss_slots
+    assert k_answers < k_cots  # left alone, the two supervisions are two compiled shapes
+    cfg = trainer.TrainConfig(epochs=1, micro_batch=2, seq_len=1024, min_loss_slots=k_cots, checkpoint_epochs=False)
+    a = trainer.fit(student, lambda e: answers, cfg, tmp_path / "a", progress=False)
+    c = trainer.fit(student, lambda e: cots, cfg, tmp_path / "c", progress=False)
+    assert a["trace_counts"]["train_step"] == 1 and c["trace_counts"]["train_step"] == 0
+    assert a["run"].data[0][1].loss_slots == c["run"].data[0][1].loss_slots == k_cots
+    assert not any((tmp_path / "a" / "checkpoints").glob("*"))  # no epoch-end checkpoint written
+    assert packing.slot_bucket(3, 1024) == 16 and packing.slot_bucket(17, 1024) == 32
+    assert packing.slot_bucket(200, 1024) == 256 and packing.slot_bucket(600, 512) == 512
+
+
 def test_sharded_steps_equal_unsharded(student_dir, tmp_path):
     assert jax.device_count() == 8
     mesh = llm.make_mesh(data=2, fsdp=2, tensor=2)

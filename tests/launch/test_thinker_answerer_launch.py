@@ -1,0 +1,127 @@
+"""launch.thinker_answerer end to end: a tiny random-model matrix (offline), resume, cache reuse, truncation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from entropy_jax.data import mcqa
+from launch import thinker_answerer as ta
+from tests.thinking.test_thinking import thinking_model
+from tests.train.conftest import tiny_chat_model
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shuffle_models")
+    return {"llama": str(tiny_chat_model(root / "llama", "llama", seed=5)),
+            "qwen3": str(thinking_model(root / "qwen3", seed=6))}
+
+
+def _config(out: Path, dirs: dict, **kw) -> ta.Config:
+    base = dict(thinkers=f"none,gold,shuffled,{dirs['llama']},{dirs['qwen3']}",
+                answerers=f"{dirs['llama']},{dirs['qwen3']}", data="demo", limit=6, out=out,
+                max_think_tokens=12, batch_size=4, answer_batch_size=4, progress=False)
+    return ta.Config(**(base | kw))
+
+
+@pytest.mark.entry
+@pytest.mark.slow
+def test_matrix_end_to_end_resume_and_cache(model_dirs, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = _config(out, model_dirs)
+    first = ta.main(cfg)
+    th, an = first["thinkers"], first["answerers"]
+    assert len(th) == 5 and len(an) == 2
+    mat = json.loads((out / "matrix.json").read_text())
+    acc = np.array(mat["accuracy"])
+    assert acc.shape == (5, 2) and (out / "matrix.png").stat().st_size > 0
+    np.testing.assert_allclose(mat["row_means"], acc.mean(1))
+    np.testing.assert_allclose(mat["column_means"], acc.mean(0))
+    for i, t in enumerate(th):
+        for j, a in enumerate(an):
+            f = out / "pairs" / f"{ta.tr.file_name(t)}__{ta.tr.file_name(a)}.jsonl"
+            rows = [json.loads(line) for line in f.read_text().splitlines()]
+            assert [r["id"] for r in rows] == [q.id for q in mcqa.load("demo", limit=6)]
+            assert acc[i, j] == pytest.approx(np.mean([r["correct"] for r in rows]))
+            assert mat["answer_entropy"][i][j] == pytest.approx(np.mean([r["entropy"] for r in rows]))
+            assert all(r["has_trace"] == (t != "none") for r in rows)
+            # each answerer reads in its own way: the Qwen3-style one in its thinking span
+            assert {r["place"] for r in rows} == {"think" if a == model_dirs["qwen3"] else "assistant"}
+    table = json.loads((out / "thinkers.json").read_text())
+    llama_t, qwen_t = table[model_dirs["llama"]], table[model_dirs["qwen3"]]
+    assert llama_t["mode"] == "cot" and qwen_t["mode"] == "think"
+    assert 0 < llama_t["mean_tokens"] <= 12 and llama_t["generated_tokens"] > 0 and llama_t["mean_entropy"] > 0
+    cache = out / "traces" / f"{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    assert len(cache.read_text().splitlines()) == 6
+    assert first["generated_tokens"] == llama_t["generated_tokens"] + qwen_t["generated_tokens"]
+
+    # kill mid-pair: drop the last batch of one pair and half a line; a re-run restores exactly that
+    victim = out / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    whole = victim.read_text()
+    lines = whole.splitlines()
+    victim.write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
+    from entropy_jax import llm
+
+    loads = []
+    real = llm.load
+    monkeypatch.setattr(llm, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    second = ta.main(cfg)
+    assert victim.read_text() == whole
+    # cached traces: no thinker token generated, no thinker loaded just to think
+    assert second["generated_tokens"] == 0 and loads == [model_dirs["llama"]]
+    assert second["matrix"] == first["matrix"]
+
+    # a new answerer adds only its pairs; nothing else is regenerated
+    loads.clear()
+    third = ta.main(_config(out, model_dirs, thinkers="none,gold", answerers=model_dirs["qwen3"]))
+    assert loads == [] and third["generated_tokens"] == 0  # both pairs already there
+
+
+@pytest.mark.slow
+def test_long_traces_are_truncated_and_recorded(model_dirs, tmp_path):
+    # character tokens: the bare prompts are 249–289 tokens, with the gold rationale 310–409
+    cfg = _config(tmp_path / "cut", model_dirs, thinkers="gold,none", answerers=model_dirs["llama"], limit=4,
+                  answer_context=400)
+    summary = ta.main(cfg)
+    pair = tmp_path / "cut" / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    rows = [json.loads(line) for line in pair.read_text().splitlines()]
+    cut = [r for r in rows if r["truncated"]]
+    assert [r["id"] for r in cut] == ["reas-0001", "reas-0002"] and summary["matrix"]["truncated"][0][0] == 2
+    for r in cut:
+        assert r["n_prompt_tokens"] <= 399 and r["dropped_tokens"] > 0
+        assert f"the first {r['dropped_tokens']} tokens of this analysis were cut" in r["prompt"]
+    assert summary["matrix"]["truncated"][1][0] == 0
+    assert "cut)" in ta.markdown(summary)
+
+
+def test_bad_inputs(model_dirs, tmp_path):
+    with pytest.raises(ValueError, match="answerer 'gold' is a trace source"):
+        ta.main(_config(tmp_path / "a", model_dirs, answerers="gold"))
+    with pytest.raises(ValueError, match="names the same model twice"):
+        ta.main(_config(tmp_path / "b", model_dirs, thinkers="none,none"))
+    with pytest.raises(FileNotFoundError):
+        ta.main(_config(tmp_path / "c", model_dirs, data=str(tmp_path / "missing.jsonl")))
+    ta.main(_config(tmp_path / "d", model_dirs, thinkers="none", answerers=model_dirs["llama"], limit=4))
+    with pytest.raises(ValueError, match="holds pairs made with other settings"):
+        ta.main(_config(tmp_path / "d", model_dirs, thinkers="none", answerers=model_dirs["llama"], limit=5))
+
+
+@pytest.mark.slow
+def test_report_section(model_dirs, tmp_path):
+    from launch import reproduce
+
+    config = reproduce.Config(quick=True, out=tmp_path, progress=False)
+    text = reproduce.chapter5(config, model=model_dirs["llama"], sizes=dict(limit=6, max_think_tokens=8))
+    assert text.startswith("## Chapter 5")
+    for name in ("none", "gold", "shuffled", model_dirs["llama"]):
+        assert f"| {name} |" in text
+    assert "![Thinker × answerer accuracy](shuffle/matrix.png)" in text
+    assert (tmp_path / "shuffle" / "matrix.png").stat().st_size > 0
+    summary = json.loads((tmp_path / "shuffle" / "summary.json").read_text())
+    assert summary["n_questions"] == 6 and summary["thinker_table"][model_dirs["llama"]]["max_tokens"] <= 8
