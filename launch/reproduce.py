@@ -219,11 +219,17 @@ def llm_core(config: Config) -> str:
     return "\n".join(lines)
 
 
-def chapter3(config: Config) -> str:
+# Demo sizes of Chapter 3: questions scored and judged (the demo file interleaves the two strata).
+CH3_QUICK = dict(limit=160, judge_limit=48)
+CH3_FULL = dict(limit=None, judge_limit=None)
+
+
+def chapter3(config: Config, *, sizes: dict | None = None) -> str:
     """Chapter 3: answer-step entropy of SmolLM2 on the demo MCQA set, per stratum, and a judge's strata."""
     out = config.out / "mcqa"
     t0 = time.perf_counter()
-    limit, judge_limit = (160, 48) if config.quick else (None, None)  # the file interleaves the two strata
+    sizes = sizes or (CH3_QUICK if config.quick else CH3_FULL)
+    limit, judge_limit = sizes["limit"], sizes["judge_limit"]
     res = mcqa_entropy.main(mcqa_entropy.Config(data="demo", out=out, limit=limit, n_boot=1000, seed=config.seed,
                                                 progress=config.progress))
     t_score = time.perf_counter() - t0

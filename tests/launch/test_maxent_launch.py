@@ -78,9 +78,10 @@ def test_cli_rejects_bad_arguments(repo_root):
 @pytest.mark.entry
 @pytest.mark.slow
 def test_reproduce_quick_writes_the_report(tmp_path):
-    # `make demo` itself; Chapter 4's six SmolLM2 fine-tuning runs are left to `make demo` (minutes of training
-    # on 2 cores): its section is written from tiny models in tests/launch/test_finetune_launch.py
-    sections = ("Chapter 1", "Chapter 2", "LLM core", "Chapter 3")
+    # `make demo`'s machinery on its first sections; Chapter 3 at a smaller size (its quick size is
+    # `make demo`'s), Chapters 4 and 5 from tiny models (tests/launch/test_finetune_launch.py and
+    # test_thinker_answerer_launch.py)
+    sections = ("Chapter 1", "Chapter 2", "LLM core")
     path = reproduce.main(reproduce.Config(quick=True, out=tmp_path, progress=False, sections=sections))
     text = path.read_text()
     assert "## Chapter 1" in text and "| M |" in text
@@ -92,7 +93,11 @@ def test_reproduce_quick_writes_the_report(tmp_path):
     assert "acceptance: 0.015" in text
     assert "## LLM core" in text and "| # | token | entropy (nats) | log p |" in text
     assert "Paris" in text  # the embedded SmolLM2 answers the demo question
-    assert "## Chapter 3" in text and "| knowledge | 80 |" in text and "Judge replies parsed" in text
-    assert "## Chapter 4" not in text
+    assert "## Chapter 3" not in text and "## Chapter 4" not in text
+    ch3 = reproduce.chapter3(reproduce.Config(quick=True, out=tmp_path, progress=False),
+                             sizes=dict(limit=32, judge_limit=8))
+    assert ch3.startswith("## Chapter 3") and "| knowledge | 16 |" in ch3 and "Judge replies parsed" in ch3
+    for fig in re.findall(r"\]\(([^)]+\.png)\)", ch3):
+        assert (tmp_path / fig).stat().st_size > 0, fig
     with pytest.raises(ValueError, match="unknown sections"):
         reproduce.main(reproduce.Config(out=tmp_path, sections=("Chapter 9",)))
