@@ -2,7 +2,7 @@
 
 Command:
 
-    python -m bench.thinker_bench            # about 6 minutes on 2 CPU cores
+    python -m bench.thinker_bench            # about 12 minutes on 2 CPU cores
 
 1. **Trace generation** — SmolLM2-135M-Instruct (the embedded GGUF, float32 on both sides) writes greedy
    step-by-step traces for the first `--questions` demo questions (the thinker prompt of
@@ -145,8 +145,10 @@ def report(gen: dict, mat: dict, machine: dict) -> str:
     ratio = gen["ours_tok_s"] / gen["torch_tok_s"]
     lines = [
         SECTION, "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram']}, Python {machine['python']}; "
-        f"torch with {gen['torch_threads']} threads.", "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram']}, {machine['platform']}, Python "
+        f"{machine['python']}; torch with {gen['torch_threads']} threads. Command: `python -m bench.thinker_bench`.",
+        "",
         f"Trace generation: SmolLM2-135M-Instruct (float32), greedy step-by-step traces of the first "
         f"{gen['questions']} demo questions, rows of {gen['batch']}, at most {gen['max_new']} new tokens, "
         "per-token full-vocabulary entropy recorded (ours: inside the decode loop; torch: `generate(output_logits="

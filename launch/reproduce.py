@@ -5,13 +5,13 @@ Commands:
     python -m launch.reproduce --quick --out results/   # `make demo`: minutes on 2 CPU cores
     python -m launch.reproduce --out results/           # the paper-size settings
 
-Runtime on 2 CPU cores: --quick about RUNTIME_TOTAL minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
+Runtime on 2 CPU cores: --quick about 17 minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
 regimes at reduced size; Chapter 2: rank scan 2–32 with 4 seeds; LLM core: one SmolLM2 answer with
 per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by SmolLM2 and 48 judged, ~1 min;
 Chapter 4: six full fine-tuning runs of SmolLM2 on 12 demo questions, 2 epochs each, ~9 min; Chapter 5:
-thinkers none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, ~3 min);
-without --quick, hours on 2 CPU cores (Chapters 4 and 5 at full size are meant for a GPU). Each chapter is a function below that runs its
-launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
+thinkers none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, ~3.5 min);
+without --quick, hours on 2 CPU cores (Chapters 4 and 5 at full size are meant for a GPU). Each chapter is
+a function below that runs its launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
 theirs to SECTIONS. Figures are PNGs next to the report, so REPORT.md renders on GitHub.
 """
 
@@ -55,6 +55,8 @@ class Config:
     progress: bool = True
     sections: tuple[str, ...] = ()
     """Run only these sections (names as in SECTIONS, e.g. "Chapter 4"); empty = all."""
+    ch5_models: tuple[str, ...] = ()
+    """Chapter 5: further model sources, each added as a thinker and as an answerer (e.g. a local Qwen3)."""
 
 
 def chapter1(config: Config) -> str:
@@ -376,8 +378,10 @@ def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dic
     """Chapter 5: thinkers {none, gold, shuffled, SmolLM2} × answerer SmolLM2 on the demo set."""
     sizes = sizes or (CH5_QUICK if config.quick else CH5_FULL)
     out = config.out / "shuffle"
-    cfg = thinker_answerer.Config(thinkers=f"none,gold,shuffled,{model}", answerers=model, data="demo", out=out,
-                                  seed=config.seed, progress=config.progress, **sizes)
+    extra = [m for m in config.ch5_models if m != model]
+    cfg = thinker_answerer.Config(thinkers=",".join(["none", "gold", "shuffled", model, *extra]),
+                                  answerers=",".join([model, *extra]), data="demo", out=out, seed=config.seed,
+                                  progress=config.progress, **sizes)
     s = thinker_answerer.main(cfg, models=models)
     m = s["matrix"]
     th = s["thinkers"]
@@ -387,14 +391,15 @@ def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dic
         "## Chapter 5 — better thinking or a bigger model: thinker → answerer shuffles",
         "",
         f"A thinker writes a reasoning trace for each of {s['n_questions']} demo questions; the answerer "
-        "(SmolLM2-135M-Instruct) reads question + trace and gives the option letter only (Chapter 3 "
+        f"(SmolLM2-135M-Instruct{', and ' + ', '.join(extra) + ' as thinkers and answerers' if extra else ''}) "
+        "reads question + trace and gives the option letter only (Chapter 3 "
         "answer-only scoring; answer-step entropy in nats): the trace opens the answerer's own turn, followed by "
         "\"The correct option is\", and the next token is read. Thinkers: `none` (no trace, the same scaffold), "
         "`gold` (the demo set's worked rationale: a perfect thinker), `shuffled` (another question's "
         "rationale, by a seeded derangement: fluent, confident and about the wrong problem) and SmolLM2 "
         f"itself (greedy, step-by-step prompt, at most {sizes['max_think_tokens']} tokens; per-token "
         "full-vocabulary entropy recorded during generation). Reproduce with `python -m launch.thinker_answerer "
-        f"--thinkers none,gold,shuffled,{model} --answerers {model} --data demo"
+        f"--thinkers {cfg.thinkers} --answerers {cfg.answerers} --data demo"
         + (f" --limit {sizes['limit']}" if sizes["limit"] else "")
         + f" --max-think-tokens {sizes['max_think_tokens']}"
         + (f" --batch-size {sizes['batch_size']}" if "batch_size" in sizes else "") + " --out results/shuffle` "

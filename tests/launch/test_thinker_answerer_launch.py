@@ -116,11 +116,12 @@ def test_bad_inputs(model_dirs, tmp_path):
 def test_report_section(model_dirs, tmp_path):
     from launch import reproduce
 
-    config = reproduce.Config(quick=True, out=tmp_path, progress=False)
+    config = reproduce.Config(quick=True, out=tmp_path, progress=False, ch5_models=(model_dirs["qwen3"],))
     text = reproduce.chapter5(config, model=model_dirs["llama"], sizes=dict(limit=6, max_think_tokens=8))
     assert text.startswith("## Chapter 5")
-    for name in ("none", "gold", "shuffled", model_dirs["llama"]):
+    for name in ("none", "gold", "shuffled", model_dirs["llama"], model_dirs["qwen3"]):
         assert f"| {name} |" in text
+    assert f"| thinker ↓ / answerer → | {model_dirs['llama']} | {model_dirs['qwen3']} | row mean |" in text
     assert "![Thinker × answerer accuracy](shuffle/matrix.png)" in text
     assert (tmp_path / "shuffle" / "matrix.png").stat().st_size > 0
     summary = json.loads((tmp_path / "shuffle" / "summary.json").read_text())
