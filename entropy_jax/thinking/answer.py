@@ -89,7 +89,7 @@ def _token_starts(tokenizer, text: str) -> tuple[list[int], list[int] | None]:
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return enc["input_ids"], [a for a, _ in enc["offset_mapping"]]
-    except (NotImplementedError, ValueError, KeyError):
+    except NotImplementedError:  # Python (slow) tokenizers have no offsets
         return tokenizer(text, add_special_tokens=False)["input_ids"], None
 
 

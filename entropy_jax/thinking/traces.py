@@ -21,8 +21,6 @@ generates only the questions the cache lacks.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 
 from entropy_jax.llm import scoring
 from entropy_jax.train.examples import COT_INSTRUCTION, cot_prompt, parse_bracketed
-from entropy_jax.train.traces import read_keyed
+from entropy_jax.train.traces import append_keyed, read_keyed
 
 SOURCES = ("none", "gold", "shuffled")  # thinkers that need no model
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -205,6 +203,7 @@ def generate(lm, questions, *, thinker: str, cache: str | Path, max_think_tokens
         return result
     open_id, close_id = thinking_tokens(lm.tokenizer) if mode == "think" else (None, None)
     stops = tuple(lm.stop_token_ids()) + ((close_id,) if close_id is not None else ())
+    eos = set(lm.stop_token_ids())
     cache.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with cache.open("a") as f:
@@ -214,15 +213,14 @@ def generate(lm, questions, *, thinker: str, cache: str | Path, max_think_tokens
             ids = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
             out = lm.generate(ids + [ids[-1]] * (batch_size - len(ids)), max_new_tokens=max_think_tokens,
                               stop_token_ids=stops, decode_text=False)
-            for i, q in enumerate(chunk):
-                t = _model_trace(lm, q, ids[i], out.tokens[i][out.valid[i]], out.entropy[i][out.valid[i]],
-                                 mode=mode, open_id=open_id, close_id=close_id, style=style)
-                have[q.id] = t
+            made = [_model_trace(lm, q, ids[i], out.tokens[i][out.valid[i]], out.entropy[i][out.valid[i]],
+                                 mode=mode, open_id=open_id, close_id=close_id, style=style, eos=eos)
+                    for i, q in enumerate(chunk)]
+            for t in made:
+                have[t.id] = t
                 result.generated_tokens += t.n_tokens
-                result.generated_questions += 1
-                f.write(json.dumps(t.to_dict() | {"key": key}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            result.generated_questions += len(made)
+            append_keyed(f, [t.to_dict() for t in made], key)
             if progress is not None:
                 progress(len(chunk))
     result.seconds = time.perf_counter() - t0
@@ -230,15 +228,14 @@ def generate(lm, questions, *, thinker: str, cache: str | Path, max_think_tokens
     return result
 
 
-def _model_trace(lm, q, prompt_ids, toks, ents, *, mode, open_id, close_id, style) -> ThinkTrace:
+def _model_trace(lm, q, prompt_ids, toks, ents, *, mode, open_id, close_id, style, eos: set) -> ThinkTrace:
     toks = [int(x) for x in toks]
-    stops = set(lm.stop_token_ids())
     if mode == "think":
         inner, closed = think_span(toks, open_id, close_id)
-        stop = "end_think" if closed else ("eos" if toks and toks[-1] in stops else "length")
+        stop = "end_think" if closed else ("eos" if toks and toks[-1] in eos else "length")
     else:
-        inner = [t for t in toks if t not in stops]
-        stop = "eos" if toks and toks[-1] in stops else "length"
+        inner = [t for t in toks if t not in eos]
+        stop = "eos" if toks and toks[-1] in eos else "length"
     text = lm.tokenizer.decode(inner, skip_special_tokens=True).strip()
     ents = [float(e) for e in ents]
     return ThinkTrace(q.id, text, len(toks), float(np.mean(ents)) if ents else 0.0, tuple(ents), tuple(toks),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,6 +126,15 @@ def read_keyed(path: Path, key: dict) -> dict[str, dict]:
     return out
 
 
+def append_keyed(f, rows: Sequence[dict], key: dict) -> None:
+    """Append one batch of cache rows (each tagged with `key`) and force it to disk, so a kill after this
+    call keeps the whole batch and `read_keyed` finds it."""
+    for row in rows:
+        f.write(json.dumps(row | {"key": key}) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _cache_rows(path: Path, key: dict) -> dict[str, Trace]:
     return {i: Trace(**{f.name: row.get(f.name) for f in dataclasses.fields(Trace)})
             for i, row in read_keyed(path, key).items()}
@@ -133,8 +143,6 @@ def _cache_rows(path: Path, key: dict) -> dict[str, Trace]:
 def generate(teacher, questions, *, cache: str | Path, source: str, max_new_tokens: int = 512,
              batch_size: int = 8, style: str = "letters", system: str | None = None, progress=None) -> TraceSet:
     """Greedy CoT traces of `teacher` (a `LanguageModel`) for `questions`, reusing and extending `cache`."""
-    import os
-
     cache = Path(cache)
     key = cache_key(source, max_new_tokens, style, system)
     traces = _cache_rows(cache, key)
@@ -150,6 +158,7 @@ def generate(teacher, questions, *, cache: str | Path, source: str, max_new_toke
             pad = ids + [ids[-1]] * (batch_size - len(ids))
             out = teacher.generate(pad, max_new_tokens=max_new_tokens)
             stops = set(teacher.stop_token_ids())
+            made = []
             for i, q in enumerate(chunk):
                 toks = out.tokens[i][out.valid[i]]
                 stop = "eos" if len(toks) and int(toks[-1]) in stops else "length"
@@ -159,9 +168,8 @@ def generate(teacher, questions, *, cache: str | Path, source: str, max_new_toke
                 traces[q.id] = t
                 result.generated_tokens += len(toks)
                 result.generated_questions += 1
-                f.write(json.dumps(t.to_dict() | {"key": key}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+                made.append(t.to_dict())
+            append_keyed(f, made, key)
             if progress is not None:
                 progress(len(chunk))
     result.traces = {q.id: traces[q.id] for q in questions}
