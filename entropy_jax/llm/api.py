@@ -398,59 +398,23 @@ def _download(repo_id: str) -> Path:
                                 f"pass a local directory or .gguf file instead") from e
 
 
-def _tokenizer(directory: Path, gguf_file: str | None):
+def _tokenizer(directory: Path):
     from transformers import AutoTokenizer
 
-    if gguf_file is None and not any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                                        "tokenizer.model")):
+    if not any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         return None
-    kw = {"gguf_file": gguf_file} if gguf_file else {}
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, **kw)
+    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
 
 
-def cache_dir() -> Path:
-    """Where converted GGUF metadata is kept: $ENTROPY_JAX_CACHE or ~/.cache/entropy_jax."""
-    import os
+def gguf_metadata(path: Path, want_tokenizer: bool = True):
+    """(parsed file, HF config dict, tokenizer or None) of a GGUF, read with `gguf_file` (numpy only: no
+    torch, unlike transformers' GGUF path). Phi-3's longrope factors, stored as tensors, go into the config."""
+    from entropy_jax.llm import gguf_file
 
-    return Path(os.environ.get("ENTROPY_JAX_CACHE", Path.home() / ".cache" / "entropy_jax"))
-
-
-def _gguf_metadata(path: Path, want_tokenizer: bool):
-    """(HF config dict, tokenizer) of a GGUF file, via transformers' GGUF conversion.
-
-    Each conversion re-parses the whole file (seconds for large vocabularies), so the converted config and
-    tokenizer are saved in Hugging Face format under `cache_dir()`, keyed by file name, size and mtime.
-    """
-    from transformers import AutoConfig
-
-    stat = path.stat()
-    cached = cache_dir() / "gguf" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    if (cached / "config.json").exists() and (not want_tokenizer or (cached / "tokenizer_config.json").exists()):
-        hf_config = json.loads((cached / "config.json").read_text())
-        return hf_config, (_tokenizer(cached, None) if want_tokenizer else None)
-    hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
-    tok = _tokenizer(path.parent, path.name) if want_tokenizer else None
-    try:  # written aside and renamed, so hosts sharing a home directory never read half a cache
-        import tempfile
-
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".staging-"))
-        if tok is not None:
-            tok.save_pretrained(str(staging))
-        (staging / "config.json").write_text(json.dumps(hf_config, indent=1, default=str))
-        try:
-            staging.rename(cached)
-        except OSError:  # another process got there first (or an older cache without a tokenizer)
-            import shutil
-
-            if (cached / "tokenizer_config.json").exists() or tok is None:
-                shutil.rmtree(staging, ignore_errors=True)
-            else:
-                shutil.rmtree(cached, ignore_errors=True)
-                staging.rename(cached)
-    except OSError:  # a read-only home only costs speed
-        pass
-    return hf_config, tok
+    f = gguf_file.read(path)
+    factors = {t.name: f.array(t) for t in f.tensors if t.name in prm.GGUF_CONFIG_TENSORS}
+    hf_config = gguf_file.hf_config(f.metadata, f.tensor_names, factors)
+    return f, hf_config, (gguf_file.build_tokenizer(f.metadata) if want_tokenizer else None)
 
 
 def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, tokenizer: bool = True) -> LanguageModel:
@@ -462,20 +426,21 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
         always float32). GGUF weights are dequantized to float32 first.
       mesh: a `(data, fsdp, tensor)` mesh (`entropy_jax.llm.make_mesh`); parameters are placed shard by
         shard under `PARAM_RULES`. None = the default device.
-      tokenizer: load the tokenizer and chat template with `transformers.AutoTokenizer`.
+      tokenizer: load the tokenizer and chat template (`transformers.AutoTokenizer` for a directory; built
+        from the metadata by `gguf_file.build_tokenizer` for a GGUF).
     """
     t0 = time.perf_counter()
     dtype = _dtype(dtype)
     kind, path = _resolve(source)
     if kind == "gguf":
-        hf_config, tok = _gguf_metadata(path, tokenizer)
+        parsed, hf_config, tok = gguf_metadata(path, tokenizer)
         config = LlmConfig.from_hf(hf_config)
-        tensors = prm.iter_gguf(path, config, hf_config["model_type"])
+        tensors = prm.iter_gguf(parsed, config)
     else:
         hf_config = json.loads((path / "config.json").read_text())
         config = LlmConfig.from_hf(hf_config)
         tensors = prm.iter_safetensors(prm.safetensors_files(path))
-        tok = _tokenizer(path, None) if tokenizer else None
+        tok = _tokenizer(path) if tokenizer else None
     graphdef, abstract = mdl.abstract(config, dtype)
     place = None
     if mesh is not None:
