@@ -5,7 +5,7 @@ Every source becomes a list of `Question`. Sources `load` accepts:
 
 - a local file: `.jsonl` (one JSON object per line), `.json` (a JSON array of the same objects)
   or `.csv` (layouts in `load_csv`);
-- `"demo"`: `data/mcqa_demo.jsonl` in the repository (generated offline by
+- `"demo"`: `entropy_jax/data/mcqa_demo.jsonl`, shipped inside the package (generated offline by
   `data/make_mcqa_demo.py`; a "knowledge" and a "reasoning" stratum);
 - a benchmark name in `BENCHMARKS` (`mmlu`, `mmlu-pro`, `gpqa` (diamond), `gpqa-main`, `arc-challenge`,
   `commonsenseqa`): read from the Hugging Face Hub when `datasets` is installed and the Hub can be
@@ -61,7 +61,8 @@ LABELS: dict[str, tuple[str, ...]] = {
 }
 STRATA = ("knowledge", "reasoning")
 
-DEMO_PATH = Path(__file__).resolve().parents[2] / "data" / "mcqa_demo.jsonl"
+# package data (pyproject `package-data`), so a wheel install finds it too
+DEMO_PATH = Path(__file__).resolve().parent / "mcqa_demo.jsonl"
 
 _OPTIONAL_STR = ("subject", "stratum", "rationale")
 

@@ -37,7 +37,7 @@ def tokenizers(embedded):
 def varied_strings(repo_root) -> list[str]:
     """A few hundred strings: every question and option text of the first 60 demo questions plus edge cases
     (digits, whitespace runs, unicode, emoji, code, control tokens spelled in text, contractions)."""
-    rows = [json.loads(line) for line in (repo_root / "data" / "mcqa_demo.jsonl").read_text().splitlines()[:60]]
+    rows = [json.loads(line) for line in (repo_root / "entropy_jax" / "data" / "mcqa_demo.jsonl").read_text().splitlines()[:60]]
     texts = [r["question"] for r in rows] + [o for r in rows for o in r["options"]]
     texts += [
         "", " ", "  ", "\n", "\n\n\n", "\t", " \t\n ", "a", "A", " A", "A.", "(A)", "[[B]]", "Answer: C",
