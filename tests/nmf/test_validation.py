@@ -13,7 +13,7 @@ from entropy_jax.nmf import diagnostics, match, perturb, rank, study
 
 
 def _stack(rng, draws=3, pixels=6, images=5):
-    return np.asarray(rng.random((draws, pixels, images)), np.float32) + 0.01
+    return np.asarray(0.98 * rng.random((draws, pixels, images)) + 0.01, np.float32)  # inside (0, 1)
 
 
 @pytest.mark.parametrize(
@@ -151,17 +151,17 @@ def no_fits(monkeypatch):
 @pytest.mark.parametrize(
     "kw, error, message",
     [
-        (dict(loss="l1"), ValueError, "`loss` must be 'kl' or 'frobenius'; got 'l1'"),
-        (dict(noise=1.5), ValueError, "`noise` must be a number in"),
-        (dict(tau=-0.1), ValueError, "`tau` must be a number in"),
-        (dict(seeds=1), ValueError, "`seeds` must be >= 2"),
-        (dict(n_iter=0), ValueError, "`n_iter` must be >= 1"),
-        (dict(ranks="0:3"), ValueError, "`ranks`: .*rank 0 < 1"),
-        (dict(ranks="2:9"), ValueError, r"`rank` must be in \[1, min\(P.shape\) = 5\]"),
+        ({"loss": "l1"}, ValueError, "`loss` must be 'kl' or 'frobenius'; got 'l1'"),
+        ({"noise": 1.5}, ValueError, "`noise` must be a number in"),
+        ({"tau": -0.1}, ValueError, "`tau` must be a number in"),
+        ({"seeds": 1}, ValueError, "`seeds` must be >= 2"),
+        ({"n_iter": 0}, ValueError, "`n_iter` must be >= 1"),
+        ({"ranks": "0:3"}, ValueError, "`ranks`: .*rank 0 < 1"),
+        ({"ranks": "2:9"}, ValueError, r"`rank` must be in \[1, min\(P.shape\) = 5\]"),
     ],
 )
 def test_rank_scan_checks_everything_before_the_first_fit(no_fits, rng, kw, error, message):
-    args = dict(ranks="2:3", key=jax.random.key(0), seeds=2, n_iter=4) | kw
+    args = {"ranks": "2:3", "key": jax.random.key(0), "seeds": 2, "n_iter": 4} | kw
     with pytest.raises(error, match=message):
         study.rank_scan(_stack(rng)[0], args.pop("ranks"), **args)
 
@@ -178,16 +178,16 @@ def test_rank_scan_rejects_bad_data_before_the_first_fit(no_fits, rng):
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(noise=1.5), "`noise` must be a number in"),
-        (dict(levels=(0.0, 2.0)), "`levels entry` must be a number in"),
-        (dict(levels=()), "`levels` is empty"),
-        (dict(seeds=0), "`seeds` must be >= 1"),
-        (dict(loss="l1"), "`loss`"),
-        (dict(rank_=4), "exceeds min\\(pixels, images in a half\\) = 3"),
+        ({"noise": 1.5}, "`noise` must be a number in"),
+        ({"levels": (0.0, 2.0)}, "`levels entry` must be a number in"),
+        ({"levels": ()}, "`levels` is empty"),
+        ({"seeds": 0}, "`seeds` must be >= 1"),
+        ({"loss": "l1"}, "`loss`"),
+        ({"rank_": 3}, "`rank_` = 3 exceeds min\\(pixels, images in a half\\) = 2"),
     ],
 )
 def test_stability_study_checks_everything_before_the_first_fit(no_fits, rng, kw, message):
-    args = dict(rank_=2, key=jax.random.key(0), n_iter=4) | kw
+    args = {"rank_": 2, "key": jax.random.key(0), "n_iter": 4} | kw
     with pytest.raises(ValueError, match=message):
         study.stability_study(_stack(rng)[0], args.pop("rank_"), **args)
 
