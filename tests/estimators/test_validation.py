@@ -161,3 +161,18 @@ def test_studies_check_their_lists_before_any_work(monkeypatch):
         study.encoding_regime(kinds=("linear", "sideways"))
     with pytest.raises(ValueError, match="`z` has n = 3"):
         study.table1(z=[1.0, 2.0, 3.0])
+
+
+def test_profile_parameters_are_checked():
+    import scipy.sparse
+
+    stats = {"neg_entropy": np.zeros(2), "ml_hist": np.full((2, 4), 0.25)}
+    profile = risk.RiskProfile(3, 2, 4, (0.0, 1.0), stats, np.zeros(1), scipy.sparse.csr_matrix((2, 1)), np.zeros(4))
+    assert np.isfinite(profile.ml(1.0).mean)
+    for b in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`b` must be a finite number >= 0"):
+            profile.ml(b)
+    with pytest.raises(ValueError, match="`xi` must be a finite number >= 0"):
+        profile.shrunk_sums(float("nan"))
+    with pytest.raises(ValueError, match="`bounds` must satisfy"):
+        profile.b_opt(bounds=(0.0, 10.0))

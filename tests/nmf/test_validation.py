@@ -195,3 +195,11 @@ def test_stability_study_checks_everything_before_the_first_fit(no_fits, rng, kw
 def test_stability_study_needs_data_in_the_unit_interval(no_fits, rng):
     with pytest.raises(ValueError, match=r"`P` must lie in \[0, 1\]"):
         study.stability_study(_stack(rng)[0] * 5, 2, key=jax.random.key(0))
+
+
+def test_an_unknown_loss_never_falls_back_to_another(rng):
+    # The traced fit itself refuses it too (it used to run Frobenius for any name but "kl").
+    from entropy_jax.nmf import core
+
+    with pytest.raises(ValueError, match="`loss` must be 'kl' or 'frobenius'; got 'l1'"):
+        core._fit_seeded(jnp.asarray(_stack(rng)[0]), jax.random.key(0), rank=2, n_iter=2, kind="l1", init="random")
