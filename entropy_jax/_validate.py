@@ -315,6 +315,16 @@ def flag_out_dir(field: str, path) -> Path:
     return p
 
 
+def flag_json_file(field: str, path: Path, way_out: str) -> Any:
+    """An existing JSON file a run will reuse (a partial result, an earlier output): read here,
+    before any work, so a damaged one is named with the flag that leads to it and `way_out`
+    (e.g. "Delete the file or pass --no-resume.")."""
+    try:
+        return read_json(path)
+    except ValueError as e:
+        raise ConfigError(f"{flag(field)}: {e} {way_out}") from None
+
+
 # --------------------------------------------------------------------------------------------
 # Files.
 

@@ -125,10 +125,7 @@ def _previous_results(path: Path) -> dict:
     """regimes.json of an earlier run (its other regimes are kept); a damaged one is named."""
     if not path.exists():
         return {}
-    try:
-        results = check.read_json(path)
-    except ValueError as e:
-        raise check.ConfigError(f"--out: {e} Delete the file or choose another --out.") from None
+    results = check.flag_json_file("out", path, "Delete the file or choose another --out.")
     if not isinstance(results, dict):
         raise check.ConfigError(f"--out: {path} is not a regimes.json (a JSON object expected). "
                                 "Delete the file or choose another --out.")

@@ -114,10 +114,7 @@ def check_config(config: Config) -> list[int]:
 def check_resume_file(path: Path, resume: bool) -> None:
     """A damaged partial file is named here (with the way out), not deep in the resume logic."""
     if resume and path.exists():
-        try:
-            check.read_json(path)
-        except ValueError as e:
-            raise check.ConfigError(f"--resume: {e} Delete the file or pass --no-resume.") from None
+        check.flag_json_file("resume", path, "Delete the file or pass --no-resume.")
 
 
 def run_settings(config: Config) -> dict:

@@ -262,8 +262,6 @@ def _check_first_moment(n: int, z, *, max_iter: int = 100) -> None:
 
 def _check_shrunk(n: int, z, xi, *, max_iter: int = 100) -> None:
     _check_first_moment(n, z, max_iter=max_iter)
-    if np.ndim(xi) != 0:
-        raise ValueError(f"`xi` must be a scalar; got shape {np.shape(xi)}.")
     _validate.positive("xi", xi, allow_zero=True)
 
 
@@ -293,8 +291,9 @@ def maxent_shrunk(
     """Shrunk first-moment MaxEnt (synopsis eq. 5): q̂_k ∝ exp(−ξ β (z_k − μ₁)).
 
     ξ = 1 is first-moment MaxEnt, ξ = 0 the uniform baseline; the shift by μ₁ cancels in the
-    normalisation. `multipliers` holds the shrunk multiplier ξβ. ξ ≥ 0 is a scalar; under
-    tracing a negative or NaN ξ poisons the fit (module docstring).
+    normalisation. `multipliers` holds the shrunk multiplier ξβ. ξ ≥ 0, a scalar or one per
+    row (broadcastable to (...,)); under tracing a negative or NaN ξ poisons its rows (module
+    docstring).
     """
     _validate.counts("counts", counts)
     _check_shrunk(jnp.shape(counts)[-1], z, xi, max_iter=max_iter)
