@@ -2,7 +2,8 @@
 
 The synopsis observes that NMF smooths images, S_i ≤ Ŝ_i for most images, and that basis
 images localize (lower H(π|b)) in the stable range of ranks. These are measured here, not
-assumed.
+assumed. A NaN in the data or the factors gives NaN entropies and fractions (see
+`entropy_jax.info`), never a value computed from the other entries.
 """
 
 from __future__ import annotations

@@ -106,6 +106,8 @@ def test_rank_criteria_do_not_count_nan_as_no_violation(rng):
     assert np.isnan(float(v["weighted"])) and np.isnan(float(v["unweighted"]))
     smooth = diagnostics.smoothing(P.at[0, 0].set(jnp.nan), B, W)
     assert np.isnan(float(smooth["fraction_smoothed"]))
+    f = nmf.normalize(B.at[0, 0].set(jnp.nan), W)  # NaN is not a dead component
+    assert not bool(f.dead[0]) and np.all(np.isnan(np.asarray(f.p_pixel[:, 0]))) and np.isnan(float(f.p_b[0]))
     with pytest.raises(ValueError, match="rank 4 is NaN"):
         rank.effective_rank([2, 4, 6], [0.5, float("nan"), 0.0], 0.01)
     with pytest.raises(ValueError, match="differ in length"):
