@@ -14,7 +14,8 @@ Runtime on 2 CPU cores: about 1.5 minutes for all three regimes (--regime picks 
 (c) moments: first- vs first+second-moment MaxEnt. Expected: the second constraint hurts under
     the ordered prior (noise) and helps under the bump/valley prior once M ≳ 15.
 
-Writes DIR/regimes.json, DIR/near_uniform.png, DIR/encodings.png, DIR/second_moment.png.
+Writes DIR/regimes.json, DIR/near_uniform.png, DIR/encodings.png, DIR/second_moment.png. Every
+flag is checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Literal
 import jax
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import plots
 from entropy_jax.estimators import study
-from launch._common import Partial, data_mesh, read_json, write_json
+from launch._common import Partial, data_mesh, write_json
+from launch.maxent_table1 import MAX_SEED, check_resume_file
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
@@ -45,7 +48,8 @@ class Config:
     ms: tuple[int, ...] = study.REGIME_MS
     alphas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     """Symmetric-Dirichlet concentrations for the near-uniform regime."""
-    encodings: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
+    encodings: tuple[str, ...] = study.ENCODINGS
+    """Encodings z for the encodings regime: linear, log, cubic, exp, permuted."""
     resume: bool = True
     progress: bool = True
 
@@ -105,16 +109,44 @@ def markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check.flag_choice("regime", config.regime, ("all", *REGIMES))
+    check.flag_int("priors", config.priors, lo=1)
+    check.flag_int("samples", config.samples, lo=1)
+    check.flag_int("seed", config.seed, 0, MAX_SEED)
+    check.flag_ints("ms", config.ms, lo=1)
+    check.flag_floats("alphas", config.alphas, 0.0, lo_open=True)
+    check.flag_choices("encodings", config.encodings, study.ENCODINGS)
+    check.flag_out_dir("out", config.out)
+
+
+def _previous_results(path: Path) -> dict:
+    """regimes.json of an earlier run (its other regimes are kept); a damaged one is named."""
+    if not path.exists():
+        return {}
+    results = check.flag_json_file("out", path, "Delete the file or choose another --out.")
+    if not isinstance(results, dict):
+        raise check.ConfigError(f"--out: {path} is not a regimes.json (a JSON object expected). "
+                                "Delete the file or choose another --out.")
+    return results
+
+
 def main(config: Config) -> dict:
-    """Runs the chosen regimes; returns {regime: result} and writes JSON + figures."""
-    out = Path(config.out)
+    """Runs the chosen regimes; returns {regime: result} and writes JSON + figures.
+
+    Flags are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    out = Path(config.out).expanduser()
+    check_resume_file(out / "regimes.partial.json", config.resume)
+    results = _previous_results(out / "regimes.json")
     out.mkdir(parents=True, exist_ok=True)
     chosen = REGIMES if config.regime == "all" else (config.regime,)
     settings = dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None, "regime": None}
     partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
     common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
                   done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
-    results = read_json(out / "regimes.json") or {}
     plt = plots._plt()
     with jax.enable_x64(True):
         if "near_uniform" in chosen:
@@ -133,6 +165,9 @@ def main(config: Config) -> dict:
 
 if __name__ == "__main__":
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    res = main(cfg)
+    try:
+        res = main(cfg)
+    except check.ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/regimes.json and figures")

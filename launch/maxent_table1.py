@@ -12,7 +12,8 @@ Expected result (n = 60, z_k = k, α0 = 0.3, ε = 1.1): every risk within 0.003 
 Table 1 except shrunk MaxEnt at M = 3 (0.130 vs 0.140, where the ξ-curve is flat and the
 published ξ_opt = 0.50 is not reproduced; we find ≈ 0.38); baseline 0.212 (exact 0.2116).
 
-Writes DIR/table1.json, DIR/table1.md, DIR/risk_vs_M.png and DIR/xi_curves.png.
+Writes DIR/table1.json, DIR/table1.md, DIR/risk_vs_M.png and DIR/xi_curves.png. Every flag is
+checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from pathlib import Path
 import jax
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import plots
 from entropy_jax.estimators import study
 from launch._common import Partial, data_mesh, write_json
+
+MAX_SEED = 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +109,32 @@ def run_settings(config: Config) -> dict:
     return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
 
 
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check.flag_int("priors", config.priors, lo=1)
+    check.flag_int("samples", config.samples, lo=1)
+    check.flag_int("seed", config.seed, 0, MAX_SEED)
+    check.flag_ints("ms", config.ms, lo=1)
+    check.flag_int("n", config.n, lo=2)
+    check.flag_float("alpha0", config.alpha0, 0.0, lo_open=True)
+    check.flag_float("eps", config.eps, 0.0)
+    check.flag_out_dir("out", config.out)
+
+
+def check_resume_file(path: Path, resume: bool) -> None:
+    """A damaged partial file is named here (with the way out), not deep in the resume logic."""
+    if resume and path.exists():
+        check.flag_json_file("resume", path, "Delete the file or pass --no-resume.")
+
+
 def main(config: Config) -> dict:
-    """Computes Table 1 and writes its JSON, Markdown and figures; returns the table dict."""
-    out = Path(config.out)
+    """Computes Table 1 and writes its JSON, Markdown and figures; returns the table dict.
+
+    Flags are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    out = Path(config.out).expanduser()
+    check_resume_file(out / "table1.partial.json", config.resume)
     out.mkdir(parents=True, exist_ok=True)
     partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
     done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
@@ -144,6 +171,9 @@ def main(config: Config) -> dict:
 
 if __name__ == "__main__":
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    result = main(cfg)
+    try:
+        result = main(cfg)
+    except check.ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     print(markdown(result))
     print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")

@@ -12,22 +12,25 @@ Also: matched distance between clean and noisy fits of the whole set against ξ
 reconstruction (entropy_scatter.png). Expected on LFW at R = 16: most pairs show the same facial
 region; every face is smoothed (S_i ≤ Ŝ_i).
 
-Writes DIR/stability.json, DIR/stability_arrays.npz and the three figures.
+Writes DIR/stability.json, DIR/stability_arrays.npz and the three figures. Every flag and the
+data are checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import plots
 from entropy_jax.nmf import study
 from launch._common import write_json
-from launch.nmf_rank import load_data
+from launch.nmf_rank import check_common, load_checked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Config:
     seeds: int = 4
     """Seeds for the noise-level curve."""
     n_iter: int = 500
-    loss: str = "kl"
+    loss: Literal["kl", "frobenius"] = "kl"
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     out: Path = Path("results/nmf")
@@ -61,11 +64,25 @@ def markdown(result: dict) -> str:
     )
 
 
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check_common(config, seeds_min=1)
+    check.flag_int("rank", config.rank, lo=1)
+
+
 def main(config: Config) -> dict:
-    """Runs the stability study; writes JSON, arrays and figures; returns the JSON dict."""
-    out = Path(config.out)
+    """Runs the stability study; writes JSON, arrays and figures; returns the JSON dict.
+
+    Flags and data are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    images = load_checked(config, config.rank, "rank", config.rank)
+    half = min(images.P.shape[0], images.n_images // 2)  # each half is fitted on its own
+    if config.rank > half:
+        raise check.flag_error("rank", f"exceeds min(pixels, images in a half) = {half} of {images.name}",
+                               config.rank)
+    out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    images = load_data(config.data, config.size)
     result = study.stability_study(
         images.P.astype(np.float32),
         config.rank,
@@ -93,6 +110,9 @@ def main(config: Config) -> dict:
 
 if __name__ == "__main__":
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    res = main(cfg)
+    try:
+        res = main(cfg)
+    except check.ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")

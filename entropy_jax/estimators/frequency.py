@@ -15,6 +15,11 @@ def _as_float(m: jax.Array) -> jax.Array:
     return m.astype(jnp.promote_types(m.dtype, jnp.result_type(float)))
 
 
+def _check_ml(n: int, b=1.0) -> None:
+    _validate.positive("b", b, allow_zero=True)
+
+
+@_validate.arg_check(_check_ml)
 def regularized_ml(counts: jax.Array, b: float | jax.Array = 1.0) -> jax.Array:
     """Regularised maximum likelihood p_k = (m_k + b) / (M + n b).
 
@@ -27,13 +32,17 @@ def regularized_ml(counts: jax.Array, b: float | jax.Array = 1.0) -> jax.Array:
 
     Returns:
       (..., n) probabilities.
+
+    Concrete arguments are checked (ValueError naming the argument). Under `jit`/`vmap` the
+    checks cannot run: rows whose b is negative or NaN come out NaN, NaN counts propagate, and
+    negative counts are not detected (`bayes_risk` checks b before tracing).
     """
     _validate.counts("counts", counts)
-    _validate.positive("b", b, allow_zero=True)
+    _check_ml(jnp.shape(counts)[-1], b)
     m = _as_float(counts)
     b = jnp.asarray(b, m.dtype)[..., None]
     n = m.shape[-1]
-    return (m + b) / (m.sum(-1, keepdims=True) + n * b)
+    return _validate.poison((m + b) / (m.sum(-1, keepdims=True) + n * b), ~(b >= 0))
 
 
 def uniform(counts: jax.Array) -> jax.Array:

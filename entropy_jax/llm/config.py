@@ -8,8 +8,12 @@ The config is a static argument of every jitted function, so it must stay hashab
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from entropy_jax import _validate
 
 # model_type -> family. Architectures (config["architectures"]) are accepted as well.
 SUPPORTED: dict[str, str] = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3"}
@@ -101,11 +105,26 @@ class LlmConfig:
 
     # ------------------------------------------------------------------ from config.json
     @classmethod
-    def from_hf(cls, hf: Mapping[str, Any]) -> LlmConfig:
+    def from_hf(cls, hf: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> LlmConfig:
         """Build from a Hugging Face `config.json` dict (or `PretrainedConfig.to_dict()`).
 
-        Raises `UnsupportedModelError` listing the supported families for anything else.
+        Raises `UnsupportedModelError` listing the supported families for anything else, and
+        ValueError for a missing or malformed field; `source` (the file it came from) prefixes
+        both messages.
         """
+        if not isinstance(hf, Mapping):
+            raise TypeError(f"{source or 'config'}: expected a JSON object; got {type(hf).__name__}.")
+        try:
+            return cls._from_hf(hf)
+        except UnsupportedModelError as e:
+            raise UnsupportedModelError(f"{source}: {e}" if source else str(e)) from None
+        except KeyError as e:
+            raise ValueError(f"{source or 'config'}: missing field {e}.") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source or 'config'}: malformed field ({e}).") from None
+
+    @classmethod
+    def _from_hf(cls, hf: Mapping[str, Any]) -> LlmConfig:
         family = _family(hf)
         n_heads = int(hf["num_attention_heads"])
         n_kv = int(hf.get("num_key_value_heads") or n_heads)
@@ -199,6 +218,15 @@ class LlmConfig:
                                    short_factor=(1.0,) * 48, long_factor=(1.0,) * 48, partial_rotary_factor=0.75),
                    tie_word_embeddings=True, sliding_windows=(262144,) * 32, bos_token_id=199999,
                    eos_token_ids=(199999, 200020), pad_token_id=199999)
+
+
+def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A Hugging Face `config.json` as a dict; unreadable bytes or bad JSON name the file and line."""
+    p = Path(path)
+    hf = _validate.read_json(p)
+    if not isinstance(hf, dict):  # bad file content, not a bad argument: ValueError
+        raise ValueError(f"{p}: expected a JSON object; got {type(hf).__name__}.")  # noqa: TRY004
+    return hf
 
 
 def _family(hf: Mapping[str, Any]) -> str:
