@@ -2,12 +2,11 @@
 
 NumPy float64 metrics over per-question arrays; conventions (uncertainty: higher = less
 confident; error = positive class; ties averaged, never broken by input order) are stated in
-`entropy_jax.eval.metrics`. `read_log_samples` turns lm-evaluation-harness `--log_samples` output into the
-same score rows; the lm-eval backend itself is `entropy_jax.eval.lm_eval` (imported only on demand: it
-needs the optional `lm-eval` package).
+`entropy_jax.eval.metrics`. `entropy_jax.eval.log_samples.read_log_samples` turns lm-evaluation-harness
+`--log_samples` output into the same score rows; the lm-eval backend is `entropy_jax.eval.lm_eval`
+(imported on demand only: it needs the optional `lm-eval` package).
 """
 
-from entropy_jax.eval.log_samples import read_log_samples, rows_from_samples
 from entropy_jax.eval.metrics import (
     BootstrapCI,
     aurc,
@@ -28,10 +27,8 @@ __all__ = [
     "ece",
     "error_detection_report",
     "prr",
-    "read_log_samples",
     "reliability",
     "risk_coverage",
     "roc_auc",
-    "rows_from_samples",
     "summary_by",
 ]

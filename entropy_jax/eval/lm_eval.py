@@ -1,15 +1,16 @@
 """lm-evaluation-harness backend `entropy_jax`: our JAX decoder, with the full-vocabulary entropy of every request.
 
     python -m entropy_jax.eval.lm_eval run --model entropy_jax \\
-        --model_args pretrained=smollm2-135m-instruct,dtype=float32,batch_size=8 \\
+        --model_args pretrained=smollm2-135m-instruct,dtype=float32 --batch_size 8 \\
         --tasks mmlu --output_path results/lm_eval --log_samples
 
 `pretrained` is any source `entropy_jax.llm.load` accepts (the alias `smollm2-135m-instruct`, a Hugging Face
 directory, a `.gguf` file, a hub id) or, from Python, a loaded `LanguageModel`. Other model_args: `dtype`
-(float32 | bfloat16 | float16), `batch_size` (also lm-eval's `--batch_size`; "auto" means 8), `max_length`
-(context window, default the model's), `max_gen_toks` (default 256), `add_bos_token`, `prefix_token_id`,
-`seed` (PRNG seed for sampled generation), and the mesh axes `data`, `fsdp`, `tensor` (any ≠ 1 builds
-`entropy_jax.llm.make_mesh(data, fsdp, tensor)`; one may be -1 = the remaining devices).
+(float32 | bfloat16 | float16; "auto" = float32), `max_length` (context window, default the model's),
+`max_gen_toks` (default 256), `add_bos_token`, `prefix_token_id`, `seed` (PRNG seed for sampled generation),
+and the mesh axes `data`, `fsdp`, `tensor` (any ≠ 1 builds `entropy_jax.llm.make_mesh(data, fsdp, tensor)`;
+one may be -1 = the remaining devices). Rows per forward pass come from lm-eval's own `--batch_size N` (its
+default is 1; "auto" means 8 here); the CLI always passes it, so it cannot also be given in `--model_args`.
 
 How lm-eval finds it: lm-eval 0.4.13 has no plugin or entry-point discovery for models (its registry is
 filled from a fixed table in `lm_eval.models`), so the backend registers itself when this module is
@@ -53,7 +54,7 @@ only with `repeats`):
 The entropy settings themselves are in the results JSON (`config.entropy_jax.entropy_settings`, from
 `get_model_info`). With `--use_cache`, cached responses are served without calling the model, so they
 carry no record; the backend stores its cache entries under the original arguments (as HF does).
-`entropy_jax.eval.read_log_samples` turns the logged samples into Chapter 3 score rows.
+`entropy_jax.eval.log_samples.read_log_samples` turns the logged samples into Chapter 3 score rows.
 
 Importing this module imports lm-eval (an optional extra: `pip install entropy_jax[lm-eval]`), never torch
 (lm-eval itself may import torch to seed it); `import entropy_jax.eval` imports neither.
@@ -131,10 +132,16 @@ class EntropyJaxLM(TemplateLM):
 
     def __init__(self, pretrained, dtype: str = "float32", batch_size=8, max_length: int | None = None,
                  max_gen_toks: int = 256, add_bos_token: bool | None = None, prefix_token_id: int | None = None,
-                 data: int = 1, fsdp: int = 1, tensor: int = 1, seed: int = 0, device=None, max_batch_size=None):
+                 data: int = 1, fsdp: int = 1, tensor: int = 1, seed: int = 0, device=None, max_batch_size=None,
+                 trust_remote_code: bool = False):
         super().__init__()
         from entropy_jax import llm
 
+        if trust_remote_code:
+            raise ValueError("trust_remote_code: the entropy_jax backend never runs checkpoint code (the decoder "
+                             "is ours); drop --trust_remote_code")
+        if dtype == "auto":  # lm-eval's common dtype=auto: our default precision
+            dtype = "float32"
         if device is not None:
             log.info("entropy_jax: device=%r ignored; JAX places the model (mesh axes data/fsdp/tensor)", device)
         if isinstance(pretrained, llm.LanguageModel):

@@ -31,8 +31,8 @@ from lm_eval.loggers import EvaluationTracker
 from lm_eval.tasks import TaskManager
 
 from entropy_jax.eval import metrics as M
-from entropy_jax.eval import read_log_samples, rows_from_samples
 from entropy_jax.eval.lm_eval import EntropyJaxLM
+from entropy_jax.eval.log_samples import read_log_samples, rows_from_samples
 from tests.llm.conftest import build
 
 ROOT = Path(__file__).resolve().parents[2]
