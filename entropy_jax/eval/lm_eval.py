@@ -53,7 +53,8 @@ only with `repeats`):
 
 The entropy settings themselves are in the results JSON (`config.entropy_jax.entropy_settings`, from
 `get_model_info`). With `--use_cache`, cached responses are served without calling the model, so they
-carry no record; the backend stores its cache entries under the original arguments (as HF does).
+carry no record; the backend stores its cache entries under the original arguments (as HF does; lm-eval's
+wrapper also writes each response under the arguments with the record, a key that is never looked up).
 `entropy_jax.eval.log_samples.read_log_samples` turns the logged samples into Chapter 3 score rows.
 
 Importing this module imports lm-eval (an optional extra: `pip install entropy_jax[lm-eval]`), never torch
