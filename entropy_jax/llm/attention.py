@@ -214,6 +214,19 @@ def blockwise(q_bthd, k_bksd, v_bksd, mask: Mask, *, scale: float, window: int |
     pad = nq * tq - t
     bk = min(block_k, s)
 
+    fields = _query_blocks(mask, window, tq)
+    q = jnp.pad(q_bthd, ((0, 0), (0, pad), (0, 0), (0, 0)))
+    q = q.reshape(b, nq, tq, kv_heads, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(nq, b, kv_heads, tq * g, d)
+    out = _flash(q, k_bksd, v_bksd, *fields, mask.kv_segments.astype(jnp.int32), scale, window, bk)
+    out = out.reshape(nq, b, kv_heads, tq, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(b, nq * tq, h, d)
+    return out[:, :t]
+
+
+def _query_blocks(mask: Mask, window: int | None, tq: int):
+    """(slots, segments, lo, hi), each [nq, B, tq]: the mask fields in query blocks of tq tokens (padded),
+    with lo/hi the lowest/highest key slot each query may see (invalid queries: lo = _FAR, hi = −1)."""
+    b, t = mask.q_slots.shape
+    nq = -(-t // tq)
     valid = mask.q_segments != 0
     lo = mask.q_starts
     if window is not None:
@@ -223,15 +236,21 @@ def blockwise(q_bthd, k_bksd, v_bksd, mask: Mask, *, scale: float, window: int |
     hi = jnp.where(valid, mask.q_slots, -1)
 
     def blocks(x, fill):  # [B, T] → [nq, B, tq]
-        x = jnp.pad(x, ((0, 0), (0, pad)), constant_values=fill)
+        x = jnp.pad(x, ((0, 0), (0, nq * tq - t)), constant_values=fill)
         return x.reshape(b, nq, tq).transpose(1, 0, 2)
 
-    q = jnp.pad(q_bthd, ((0, 0), (0, pad), (0, 0), (0, 0)))
-    q = q.reshape(b, nq, tq, kv_heads, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(nq, b, kv_heads, tq * g, d)
-    fields = (blocks(mask.q_slots, 0), blocks(mask.q_segments, 0), blocks(lo, _FAR), blocks(hi, -1))
-    out = _flash(q, k_bksd, v_bksd, *fields, mask.kv_segments.astype(jnp.int32), scale, window, bk)
-    out = out.reshape(nq, b, kv_heads, tq, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(b, nq * tq, h, d)
-    return out[:, :t]
+    return blocks(mask.q_slots, 0), blocks(mask.q_segments, 0), blocks(lo, _FAR), blocks(hi, -1)
+
+
+def key_block_ranges(mask: Mask, s: int, *, window: int | None = None, block_q: int = 512,
+                     block_k: int = 512) -> jax.Array:
+    """[nq, 2] int32: the key blocks [first, end) of size block_k (over S = `s` keys) that `blockwise`
+    visits for each query block of block_q tokens; every other block costs nothing."""
+    t = mask.q_slots.shape[1]
+    bk = min(block_k, s)
+    _, _, lo, hi = _query_blocks(mask, window, min(block_q, t))
+    ranges = jax.vmap(lambda lo_b, hi_b: jnp.stack(_block_range(lo_b, hi_b, bk, -(-s // bk))))(lo, hi)
+    return ranges.astype(jnp.int32)
 
 
 def _key_block(k, v, kv_segments, kb, bk):
@@ -297,7 +316,9 @@ def _forward(q, k, v, slots, segs, lo, hi, kv_segments, scale, window, bk):
         init = (jnp.full((b, kv_heads, rows), _NEG, jnp.float32), jnp.zeros((b, kv_heads, rows), jnp.float32),
                 jnp.zeros((b, kv_heads, rows, d), jnp.float32))
         m, l, acc = jax.lax.fori_loop(*_block_range(lo_b, hi_b, bk, nk), body, init)
-        seen = l > 0
+        # the running max stays at _NEG exactly when no visible key was met (visible scores are finite);
+        # until then the masked keys' weights exp(0) = 1 were accumulated, and are dropped here
+        seen = m > _NEG
         out = jnp.where(seen[..., None], acc / jnp.where(seen, l, 1.0)[..., None], 0.0)
         lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), 0.0)
         return None, (out.astype(q.dtype), lse)
