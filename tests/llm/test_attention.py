@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import entropy_jax.llm as llm
+from entropy_jax import llm
 from entropy_jax.llm import attention as att
 from entropy_jax.llm import generate as gen
 from entropy_jax.llm import model as mdl
@@ -55,11 +55,18 @@ def _masks():
 MASKS = _masks()
 
 
-@pytest.mark.parametrize("window", [None, 6])
-@pytest.mark.parametrize(("heads", "kv_heads", "block_q", "block_k"), [(4, 2, 8, 8), (3, 1, 16, 5), (2, 2, 64, 64)])
-@pytest.mark.parametrize("case", range(len(MASKS)), ids=[m[0] for m in MASKS])
-def test_blockwise_equals_reference_values_and_gradients(case, heads, kv_heads, block_q, block_k, window, rng):
-    _, mask, s, valid = MASKS[case]
+# (mask, query heads, key/value heads, block_q, block_k, window): GQA, MQA and MHA; blocks that divide the
+# lengths, that do not (5 keys per block over 37 or 45), and one block for everything
+CASES = [("causal-left", 4, 2, 8, 8, None), ("causal-left", 3, 1, 16, 5, 6), ("causal-left", 2, 2, 64, 64, None),
+         ("causal-right", 4, 2, 8, 8, 6), ("segments", 4, 2, 8, 8, None), ("segments", 3, 1, 16, 5, 6),
+         ("cache-chunk", 4, 2, 2, 8, 6), ("cache-chunk", 3, 1, 16, 5, None), ("cache-decode", 4, 2, 8, 8, None),
+         ("cache-decode", 2, 2, 64, 64, 6)]
+
+
+@pytest.mark.parametrize(("name", "heads", "kv_heads", "block_q", "block_k", "window"), CASES,
+                         ids=["-".join(map(str, c)) for c in CASES])
+def test_blockwise_equals_reference_values_and_gradients(name, heads, kv_heads, block_q, block_k, window, rng):
+    _, mask, s, valid = next(m for m in MASKS if m[0] == name)
     b, t = mask.q_slots.shape
     q, k, v = _qkv(rng, b, t, s, heads, kv_heads, 16)
     dense = mask.dense(window)
@@ -79,8 +86,8 @@ def test_blockwise_equals_reference_values_and_gradients(case, heads, kv_heads, 
 
     g_ref = jax.grad(loss(lambda q, k, v: att.reference(q, k, v, dense, scale=SCALE)), (0, 1, 2))(q, k, v)
     g_blk = jax.jit(jax.grad(loss(lambda q, k, v: blk(q, k, v, mask)), (0, 1, 2)))(q, k, v)
-    for name, a, r in zip("qkv", g_blk, g_ref):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(r), atol=1e-5, rtol=0, err_msg=f"d{name}")
+    for wrt, a, r in zip("qkv", g_blk, g_ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), atol=1e-5, rtol=0, err_msg=f"d{wrt}")
 
 
 def test_bfloat16_blockwise_stays_close_to_the_float32_reference(rng):
@@ -153,7 +160,9 @@ def test_splash_kernel_in_interpret_mode(kind, window, rng):
 
 
 def test_blocks_above_the_diagonal_in_padding_outside_the_window_or_past_the_live_prefix_are_skipped():
-    ranges = lambda mask, s, **kw: np.asarray(att.key_block_ranges(mask, s, block_q=512, block_k=512, **kw))  # noqa: E731
+    def ranges(mask, s, **kw):
+        return np.asarray(att.key_block_ranges(mask, s, block_q=512, block_k=512, **kw))
+
     t = 2048
     full = att.Mask.causal(np.ones((2, t), bool))
     np.testing.assert_array_equal(ranges(full, t), [[0, 1], [0, 2], [0, 3], [0, 4]])
@@ -199,8 +208,8 @@ def test_memory_grows_with_t_times_block_not_t_squared():
 
 # ---------------------------------------------------------------------------------------------- model level
 def _tiny_config(**changes):
-    base = dict(family="qwen3", vocab_size=97, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-                num_kv_heads=2, head_dim=16, max_position_embeddings=256, qk_norm=True)
+    base = {"family": "qwen3", "vocab_size": 97, "hidden_size": 32, "intermediate_size": 48, "num_layers": 2,
+            "num_heads": 4, "num_kv_heads": 2, "head_dim": 16, "max_position_embeddings": 256, "qk_norm": True}
     return llm.LlmConfig(**{**base, **changes})
 
 
@@ -208,7 +217,7 @@ def test_bfloat16_model_keeps_a_bfloat16_cache(key):
     config = _tiny_config()
     graphdef, params = mdl.init_params(config, key, jnp.bfloat16)
     ids, mask = jnp.ones((2, 8), jnp.int32), jnp.ones((2, 8), bool)
-    logits, cache = gen.prefill(graphdef, params, ids, mask, cache_len=24)
+    logits, cache = jax.eval_shape(lambda p: gen.prefill(graphdef, p, ids, mask, cache_len=24), params)
     assert logits.dtype == jnp.float32
     assert {x.dtype for layer in cache for x in layer} == {jnp.dtype(jnp.bfloat16)}
     assert cache[0][0].shape == (2, 2, 24, 16)
@@ -231,10 +240,11 @@ def test_decode_step_with_per_row_slots_equals_a_full_forward(key, rng):
     slot = jnp.asarray(lengths, jnp.int32)  # each row writes its next token right after its own prefix
     step = jax.jit(gen.step, static_argnums=0)
     logits, cache = step(graphdef, params, cache, jnp.asarray(nxt, jnp.int32), slot, jnp.ones((3, 16), bool), slot)
-    for i, p in enumerate(prompts):
-        seq = jnp.asarray([p + [int(nxt[i])]], jnp.int32)
-        full = mdl.forward(graphdef, params, seq, jnp.ones(seq.shape, bool))[0, -1]
-        np.testing.assert_allclose(np.asarray(logits[i]), np.asarray(full), atol=1e-5, rtol=0)
+    seq = ids.copy()
+    seq[np.arange(3), lengths] = nxt
+    full = jax.jit(mdl.forward, static_argnums=0)(graphdef, params, jnp.asarray(seq),
+                                                   jnp.asarray(np.arange(12) <= np.array(lengths)[:, None]))
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(full)[np.arange(3), lengths], atol=1e-5, rtol=0)
 
 
 def test_per_row_cache_write_equals_row_by_row_writes(rng):
@@ -275,8 +285,9 @@ def test_longrope_re_encoding_runs_outside_the_decode_loop(key):
     assert int(out["steps"]) == 24
     # the same tokens as re-running every prefix through a plain forward (which switches factors itself)
     seq = np.concatenate([np.ones((2, 8), np.int32), np.asarray(out["tokens"])], axis=1)
-    for i in range(0, 24, 5):
-        full = mdl.forward(graphdef, params, jnp.asarray(seq[:, :8 + i]), jnp.ones((2, 8 + i), bool))[:, -1]
+    last = jax.jit(mdl.forward_last, static_argnums=0)
+    for i in (5, 20):  # before and after the switch
+        full = last(graphdef, params, jnp.asarray(seq[:, :8 + i]), jnp.ones((2, 8 + i), bool))
         np.testing.assert_array_equal(np.asarray(full).argmax(-1), seq[:, 8 + i])
 
 
