@@ -91,6 +91,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--tpu", default=None, metavar="TOPOLOGY", help="deviceless TPU compile, e.g. v5p:2x2x1")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     for name in ("batch", "tokens", "data", "fsdp", "tensor"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
