@@ -16,12 +16,17 @@ batch sharding):
            micro-batches of B rows of T tokens, K = --loss-slots loss positions per row; full fine-tuning
            or LoRA (--lora-rank). Extra `sft.StepConfig` options pass through as --step KEY=VALUE.
 
-How: the script sets XLA_FLAGS=--xla_force_host_platform_device_count=N (N = data × fsdp × tensor, or 8
-with --find-mesh) before importing jax, builds the `(data, fsdp, tensor)` mesh over those simulated CPU
+Mesh: --data/--fsdp/--tensor as the launchers take them; with none of them given, the smallest mesh of
+`MESH_CANDIDATES` (serving: tensor 1, 2, 4, 8; training: fsdp first) that fits --find-mesh (default
+H100-80GB) is searched and reported. How: the script sets
+XLA_FLAGS=--xla_force_host_platform_device_count=N (N = data × fsdp × tensor, or 8 when searching) before
+importing jax, builds the `(data, fsdp, tensor)` mesh over those simulated CPU
 devices, lowers with `jax.ShapeDtypeStruct` params (`model.abstract`: nothing is allocated) and reads
 `compiled.memory_analysis()` (per-device argument / temp / output / alias bytes) and `cost_analysis()`.
 With `--tpu TOPOLOGY` (e.g. v5p:2x2x1) and `libtpu` importable it compiles for that TPU topology without a
-TPU (`jax.experimental.topologies`), which keeps bf16 intermediates in bf16; untested here (no libtpu).
+TPU (`jax.experimental.topologies`), which keeps bf16 intermediates in bf16. libtpu is not a dependency:
+`pip install --target DIR libtpu`, then PYTHONPATH=DIR (TPU_WORKER_HOSTNAMES=localhost quiets its start-up
+errors); checked with libtpu 0.0.42.1, a TPU compile takes minutes on 2 cores.
 
 Layers: the full model is compiled with --full; by default the model with 2 and with 4 layers is compiled
 and every byte count and the XLA FLOPs are extrapolated linearly to the full depth (`extrapolated: true`;
@@ -73,9 +78,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, required=True, help="rows B (train: rows per micro-batch)")
     p.add_argument("--tokens", type=int, required=True, help="T: tokens per row (decode: live length)")
     p.add_argument("--cache", type=int, default=None, help="KV cache slots S (prefill/decode; default T)")
-    p.add_argument("--data", type=int, default=1)
-    p.add_argument("--fsdp", type=int, default=1)
-    p.add_argument("--tensor", type=int, default=1)
+    p.add_argument("--data", type=int, default=None, help="mesh axes (default 1 each when any is given; "
+                   "with none given the smallest mesh that fits --find-mesh, default H100-80GB, is searched)")
+    p.add_argument("--fsdp", type=int, default=None)
+    p.add_argument("--tensor", type=int, default=None)
     p.add_argument("--layers", type=int, default=None, help="plan a model truncated to N layers")
     p.add_argument("--full", action="store_true", help="compile every layer instead of extrapolating")
     p.add_argument("--lora-rank", type=int, default=0, help="train: LoRA adapters of this rank on q,k,v,o,gate,up,down")
@@ -87,11 +93,14 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--step", action="append", default=[], metavar="KEY=VALUE",
                    help="train: an extra sft.StepConfig field (repeatable)")
     p.add_argument("--find-mesh", choices=sorted(HBM), default=None,
-                   help="try the meshes of MESH_CANDIDATES (8 devices) and report the first that fits")
+                   help="try the meshes of MESH_CANDIDATES (up to 8 devices) and report the first that fits "
+                        "this HBM (the default when no mesh axis is given)")
     p.add_argument("--tpu", default=None, metavar="TOPOLOGY", help="deviceless TPU compile, e.g. v5p:2x2x1")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.data is None and args.fsdp is None and args.tensor is None and args.find_mesh is None:
+        args.find_mesh = "H100-80GB"
+    args.data, args.fsdp, args.tensor = (1 if x is None else x for x in (args.data, args.fsdp, args.tensor))
     for name in ("batch", "tokens", "data", "fsdp", "tensor"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
@@ -317,7 +326,10 @@ def find_mesh(args) -> dict:
     for shape in MESH_CANDIDATES["train" if args.task == "train" else "serve"]:
         if math.prod(shape) > 8 or (args.batch % (shape[0] * shape[1]) and args.task == "train"):
             continue
-        result = plan(args, shape)
+        try:
+            result = plan(args, shape)
+        except SystemExit:  # the topology has fewer devices
+            break
         result["tried"] = [*result.get("tried", []), shape]
         if result["fits"][args.find_mesh]:
             break

@@ -1,9 +1,14 @@
-"""KV-cache generation with per-token entropy, as two pure functions: `prefill` and `decode`.
+"""KV-cache generation with per-token entropy, as pure functions: `prefill`, `decode` and one decode `step`.
 
 Prompts are left-padded to a common length T (a shape bucket), so every row writes its next token to the same
 cache slot T + i; per-row positions count valid tokens only, so padding changes nothing. `decode` is one
 `lax.while_loop` (no Python per token) that stops after `max_new_tokens` or when every row has emitted a stop
-token. For every generated token it records, from the logits it already has (no extra forward pass):
+token. The KV cache is in the compute dtype, and a step's attention reads only the cache blocks up to the
+slot it writes (`attention.blockwise`), so its cost grows with the tokens written so far, not with the
+allocated length. `step` also takes per-row write slots ([B]), so rows may have their own live lengths.
+Longrope models (Phi-3/4) leave the loop when the sequence reaches the original context, re-encode it once
+with the long factors (as transformers does) and continue in a second loop; no step contains a re-encoding.
+For every generated token it records, from the logits it already has (no extra forward pass):
 
 - the full-vocabulary Shannon entropy of softmax(raw logits) — temperature 1, before any top-p truncation,
   float32, nats (`ENTROPY_SETTINGS` is stored with every result);
