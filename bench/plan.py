@@ -322,7 +322,7 @@ def plan(args, mesh_shape=None) -> dict:
 
 def find_mesh(args) -> dict:
     """Plans over MESH_CANDIDATES until one fits `args.find_mesh`; the last plan when none does."""
-    result = None
+    result, tried = None, []
     for shape in MESH_CANDIDATES["train" if args.task == "train" else "serve"]:
         if math.prod(shape) > 8 or (args.batch % (shape[0] * shape[1]) and args.task == "train"):
             continue
@@ -330,9 +330,10 @@ def find_mesh(args) -> dict:
             result = plan(args, shape)
         except SystemExit:  # the topology has fewer devices
             break
-        result["tried"] = [*result.get("tried", []), shape]
+        tried.append(list(shape))
         if result["fits"][args.find_mesh]:
             break
+    result["tried"] = tried
     return result
 
 
