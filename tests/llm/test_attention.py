@@ -301,6 +301,16 @@ def test_attention_choice_is_static_and_gives_the_same_logits(key, rng):
         logits[impl] = np.asarray(jax.jit(mdl.forward, static_argnums=0)(graphdef, params, ids, mask))
     keep = np.asarray(mask)
     np.testing.assert_allclose(logits["blockwise"][keep], logits["reference"][keep], atol=1e-5, rtol=0)
+    # a dense [B, T, T] mask (what callers passed before Mask) still works, through the reference
+    from flax import nnx
+
+    def dense_forward(graphdef, params, ids, mask):
+        model = nnx.merge(graphdef, params)
+        h, _ = model.hidden(ids, mdl.positions_from_mask(mask), mdl.causal_mask(mask))
+        return model.project(h)
+
+    dense = jax.jit(dense_forward, static_argnums=0)(graphdef, params, ids, mask)
+    np.testing.assert_allclose(np.asarray(dense)[keep], logits["reference"][keep], atol=1e-5, rtol=0)
     g1 = mdl.abstract(config, attention=att.AttentionConfig("blockwise"))[0]
     g2 = mdl.abstract(config, attention=att.AttentionConfig("reference"))[0]
     assert g1 != g2 and hash(g1) != hash(g2)  # a different program, never a stale cache hit
