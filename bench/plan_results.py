@@ -4,9 +4,9 @@ tokens and a decode step at live length 32k, each on the smallest mesh that fits
 full compile (Qwen3-0.6B, 4k answer step), and `--layers 2` against a direct compile of
 `model.forward_last` (Qwen3-14B, 32k).
 
-    python -m bench.plan_results             # writes its section of bench/RESULTS.md (--no-write: print)
-    python -m bench.plan_results --tpu-json a.json b.json   # adds deviceless-TPU plans made earlier with
-                                             # `bench.plan ... --tpu v5p:2x2x1 --json > a.json`
+    python -m bench.plan_results --save plans.json   # writes its section of bench/RESULTS.md (--no-write: print)
+    python -m bench.plan_results --render plans.json --tpu-json a.json   # re-render, adding deviceless-TPU
+                                             # plans made with `bench.plan ... --tpu v5p:2x2x1 --json > a.json`
 
 Runtime on 2 cores: about 10 minutes (two compiles of a 2- and 4-layer model per plan and mesh tried).
 """
@@ -40,8 +40,24 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--tpu-json", nargs="*", default=[], help="bench.plan --json outputs of deviceless TPU plans")
+    p.add_argument("--save", default=None, help="also write the raw plans to this JSON file")
+    p.add_argument("--render", default=None, help="render a --save file instead of planning again")
     opts = p.parse_args(argv)
     pl._setup_devices(8, None)
+    import jax
+
+    tpu = [json.loads(Path(f).read_text()) for f in opts.tpu_json]
+    raw = json.loads(Path(opts.render).read_text()) if opts.render else compute()
+    if opts.save:
+        Path(opts.save).write_text(json.dumps(raw))
+    text = render(**raw, tpu=tpu, jax=jax)
+    print(text)
+    if not opts.no_write:
+        write_section(SECTION, text)
+    return 0
+
+
+def compute() -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -70,19 +86,15 @@ def main(argv=None) -> int:
     mask = jax.ShapeDtypeStruct((1, 32768), jnp.bool_)
     direct = jax.jit(lambda p, x, m: mdl.forward_last(graphdef, p, x, m)).lower(params, ids, mask).compile()
     direct_temp = direct.memory_analysis().temp_size_in_bytes
-    tpu = [json.loads(Path(f).read_text()) for f in opts.tpu_json]
-    text = render(rows, extrapolated, full, two, direct_temp, tpu, (load_start, os.getloadavg()),
-                  time.perf_counter() - t0, jax)
-    print(text)
-    if not opts.no_write:
-        write_section(SECTION, text)
-    return 0
+    return {"rows": rows, "extrapolated": extrapolated, "full": full, "two": two, "direct_temp": direct_temp,
+            "loads": [load_start, os.getloadavg()], "seconds": time.perf_counter() - t0,
+            "date": f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M}", "machine": machine_info()}
 
 
-def render(rows, extrapolated, full, two, direct_temp, tpu, loads, seconds, jax) -> str:
-    info = machine_info()
+def render(rows, extrapolated, full, two, direct_temp, tpu, loads, seconds, jax, date, machine) -> str:
+    info = machine
     lines = [SECTION, "",
-             (f"- Date: {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC; command `python -m bench.plan_results` "
+             (f"- Date: {date} UTC; command `python -m bench.plan_results` "
              f"({seconds / 60:.1f} min)"),
              (f"- Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; jax {jax.__version__}; "
              "8 simulated CPU devices (`--xla_force_host_platform_device_count=8`); load average "
@@ -99,14 +111,14 @@ def render(rows, extrapolated, full, two, direct_temp, tpu, loads, seconds, jax)
               "TPU rows for native bf16 numbers. Meshes chosen from CPU numbers are conservative."),
              "",
              ("| model | task | tokens | mesh (d, f, t) | arguments / device (GiB) | temp / device (GiB) | "
-             "total / device (GiB) | fits H100-80GB | fits H200-141GB | fits TPUv5p-95GB | model TFLOP |"),
+             "total / device (GiB) | fits H100-80GB | fits H200-141GB | fits TPUv5p-95GB | model FLOP |"),
              "|---|---|---:|---|---:|---:|---:|---|---|---|---:|"]
     for r in rows:
         d, m = r["per_device"], r["mesh"]
         lines.append(f"| {r['model']} | {r['task']} | {r['tokens']:,} | ({m['data']}, {m['fsdp']}, {m['tensor']}) | "
                      f"{_gib(d['argument_bytes'])} | {_gib(d['temp_bytes'])} | {_gib(d['total_bytes'])} | "
                      + " | ".join("yes" if r["fits"][k] else "no" for k in pl.HBM)
-                     + f" | {r['flops'] / 1e12:.1f} |")
+                     + f" | {r['flops']:.2e} |")
     if tpu:
         lines += ["", ("Deviceless TPU v5p compiles (`--tpu v5p:2x2x1`, libtpu 0.0.42.1 installed with `pip install "
                   "--target`, outside the venv; native bf16; one chip):"), "",
@@ -116,7 +128,8 @@ def render(rows, extrapolated, full, two, direct_temp, tpu, loads, seconds, jax)
             d = r["per_device"]
             lines.append(f"| {r['model']} | {r['task']} | {r['tokens']:,} | {_gib(d['argument_bytes'])} | "
                          f"{_gib(d['temp_bytes'])} | {_gib(d['total_bytes'])} | "
-                         f"{'yes' if r['fits']['TPUv5p-95GB'] else 'no'} | {'yes' if r['fits']['H100-80GB'] else 'no'} |")
+                         f"{'yes' if r['fits']['TPUv5p-95GB'] else 'no'} | {'yes' if r['fits']['H100-80GB'] else 'no'} | "
+                         f"{r['compile_seconds']} |")
     e, f = extrapolated["per_device"], full["per_device"]
     lines += ["", "### Checks of the method", "",
               (f"- Extrapolation vs a full compile (Qwen3-0.6B answer step, 4,096 tokens, 28 layers): temp "
