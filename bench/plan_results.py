@@ -120,14 +120,16 @@ def render(rows, extrapolated, full, two, direct_temp, tpu, loads, seconds, jax,
                      + " | ".join("yes" if r["fits"][k] else "no" for k in pl.HBM)
                      + f" | {r['flops']:.2e} |")
     if tpu:
-        lines += ["", ("Deviceless TPU v5p compiles (`--tpu v5p:2x2x1`, libtpu 0.0.42.1 installed with `pip install "
-                  "--target`, outside the venv; native bf16; one chip):"), "",
+        lines += ["", ("Deviceless TPU v5p compiles (`python -m bench.plan ... --tensor 1 --tpu v5p:2x2x1 --json`, "
+                       "libtpu 0.0.42.1 installed with `pip install --target`, outside the venv): native bf16, one "
+                       "chip, full depth extrapolated from 2 and 4 layers like the CPU rows. Without the CPU "
+                       "backend's float32 weight copies every one of these steps fits a single device:"), "",
                   ("| model | task | tokens | arguments (GiB) | temp (GiB) | total (GiB) | fits TPUv5p-95GB | "
-                  "fits H100-80GB |"), "|---|---|---:|---:|---:|---:|---|---|"]
+                  "fits H100-80GB | compile (s) |"), "|---|---|---:|---:|---:|---:|---|---|---:|"]
         for r in tpu:
             d = r["per_device"]
-            lines.append(f"| {r['model']} | {r['task']} | {r['tokens']:,} | {_gib(d['argument_bytes'])} | "
-                         f"{_gib(d['temp_bytes'])} | {_gib(d['total_bytes'])} | "
+            lines.append(f"| {r['model']} | {r['task']} | {r['tokens']:,} | {d['argument_bytes'] / 2**30:.2f} | "
+                         f"{d['temp_bytes'] / 2**30:.2f} | {d['total_bytes'] / 2**30:.2f} | "
                          f"{'yes' if r['fits']['TPUv5p-95GB'] else 'no'} | {'yes' if r['fits']['H100-80GB'] else 'no'} | "
                          f"{r['compile_seconds']} |")
     e, f = extrapolated["per_device"], full["per_device"]
