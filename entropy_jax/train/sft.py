@@ -33,8 +33,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from entropy_jax.llm import sharding as shd
+from entropy_jax.llm.attention import Mask
 from entropy_jax.train import lora as lora_lib
-from entropy_jax.train.packing import FIELDS, segment_mask
+from entropy_jax.train.packing import FIELDS
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -87,7 +88,7 @@ def token_nll(graphdef, params, tokens_bt, positions_bt, segments_bt, loss_pos_b
     those K positions are projected onto the vocabulary. `constrain` pins each layer's activations (e.g. to
     the batch sharding)."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(tokens_bt, positions_bt, segment_mask(segments_bt), constrain=constrain)
+    h, _ = model.hidden(tokens_bt, positions_bt, Mask.segments(segments_bt), constrain=constrain)
     h_bkd = jnp.take_along_axis(h, loss_pos_bk[..., None], axis=1)
     logits = model.project(h_bkd)
     lse = jax.nn.logsumexp(logits, axis=-1)
