@@ -227,11 +227,34 @@ def blockwise(q_bthd, k_bksd, v_bksd, mask: Mask, *, scale: float, window: int |
     bk = min(block_k, s)
 
     fields = _query_blocks(mask, window, tq)
+    if nq == 1 and bk == s:
+        return _single_block(q_bthd, k_bksd, v_bksd, *(f[0] for f in fields), mask.kv_segments.astype(jnp.int32),
+                             scale, window)
     q = jnp.pad(q_bthd, ((0, 0), (0, pad), (0, 0), (0, 0)))
     q = q.reshape(b, nq, tq, kv_heads, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(nq, b, kv_heads, tq * g, d)
     out = _flash(q, k_bksd, v_bksd, *fields, mask.kv_segments.astype(jnp.int32), scale, window, bk)
     out = out.reshape(nq, b, kv_heads, tq, g, d).transpose(1, 0, 3, 2, 4, 5).reshape(b, nq * tq, h, d)
     return out[:, :t]
+
+
+def _single_block(q_bthd, k_bksd, v_bksd, slots, segs, lo, hi, kv_segments, scale, window):
+    """The blockwise result when all queries and keys fit in one block each: the same masked softmax in one
+    step, with no loops and plain autodiff (at most block_q × block_k scores per head, so nothing to save).
+    Compiles as fast as the reference, which matters for the many short programs of tests and demos."""
+    del lo, hi  # every key is in the one block
+    b, t, h, d = q_bthd.shape
+    kv_heads, s = k_bksd.shape[1], k_bksd.shape[2]
+    g = h // kv_heads
+    q = q_bthd.reshape(b, t, kv_heads, g, d).transpose(0, 2, 1, 3, 4).reshape(b, kv_heads, t * g, d)
+    sc, vis = _scores(q, k_bksd, _visible(slots, segs, kv_segments, 0, 0, s, window), scale, g)
+    sc = jnp.where(vis, sc, _NEG).reshape(b, kv_heads, t * g, s)
+    m = jnp.max(sc, axis=-1)
+    seen = m > _NEG
+    p = jnp.exp(sc - m[..., None])
+    l = jnp.sum(p, axis=-1)
+    out = jnp.einsum("bkqs,bksd->bkqd", p.astype(v_bksd.dtype), v_bksd, preferred_element_type=jnp.float32)
+    out = jnp.where(seen[..., None], out / jnp.where(seen, l, 1.0)[..., None], 0.0).astype(q_bthd.dtype)
+    return out.reshape(b, kv_heads, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, h, d)
 
 
 def _query_blocks(mask: Mask, window: int | None, tq: int):
