@@ -26,9 +26,10 @@ from typing import Literal
 import jax
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import plots, runtime
 from entropy_jax.estimators import study
-from launch._common import Partial, data_mesh, read_json, write_json
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, read_json, write_json
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
@@ -115,7 +116,7 @@ def main(config: Config) -> dict:
     common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
                   done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
     results = read_json(out / "regimes.json") or {}
-    plt = plots._plt()
+    plt = plots.pyplot()
     with jax.enable_x64(True):
         if "near_uniform" in chosen:
             results["near_uniform"] = study.near_uniform_regime(alphas=config.alphas, **common)
@@ -132,6 +133,7 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
+    runtime.configure()
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))

@@ -23,9 +23,10 @@ from pathlib import Path
 import jax
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import plots, runtime
 from entropy_jax.estimators import study
-from launch._common import Partial, data_mesh, write_json
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +128,7 @@ def main(config: Config) -> dict:
         )
     write_json(out / "table1.json", table)
     (out / "table1.md").write_text(markdown(table))
-    plt = plots._plt()
+    plt = plots.pyplot()
     default_prior = (config.n, config.alpha0, config.eps) == (60, 0.3, 1.1)
     fig = plots.risk_vs_m(table, published=study.PUBLISHED_TABLE1 if default_prior else None,
                           path=out / "risk_vs_M.png")
@@ -143,6 +144,7 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
+    runtime.configure()
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
     result = main(cfg)
     print(markdown(result))

@@ -27,9 +27,10 @@ import numpy as np
 import tyro
 
 from entropy_jax import data as data_lib
-from entropy_jax import plots
+from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
-from launch._common import Partial, data_mesh, write_json
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,13 +106,14 @@ def main(config: Config) -> dict:
     )
     result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
     write_json(out / "rank_scan.json", result)
-    plt = plots._plt()
+    plt = plots.pyplot()
     plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
     partial.finish()
     return result
 
 
 if __name__ == "__main__":
+    runtime.configure()
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))

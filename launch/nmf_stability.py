@@ -24,10 +24,11 @@ import jax
 import numpy as np
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
-from launch._common import write_json
-from launch.nmf_rank import load_data
+from entropy_jax.stores import write_json
+
+from .nmf_rank import load_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def main(config: Config) -> dict:
     result |= {"data": images.name, "shape": list(images.shape)}
     write_json(out / "stability.json", result)
     np.savez_compressed(out / "stability_arrays.npz", **arrays)
-    plt = plots._plt()
+    plt = plots.pyplot()
     title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
              f"{config.noise:g} (another seed); sorted by cosine distance d")
     plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
@@ -92,6 +93,7 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
+    runtime.configure()
     cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))

@@ -2,7 +2,9 @@
 
 NumPy float64 metrics over per-question arrays; conventions (uncertainty: higher = less
 confident; error = positive class; ties averaged, never broken by input order) are stated in
-`entropy_jax.eval.metrics`.
+`entropy_jax.eval.metrics`. The chapter's runs (they load models, so they are imported on demand):
+`entropy_jax.eval.mcqa_run` (score a model on questions, resumable; metrics, figures) and
+`entropy_jax.eval.strata` (model-as-judge strata).
 """
 
 from entropy_jax.eval.metrics import (

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from entropy_jax.stores import Partial
 from launch import nmf_rank, nmf_stability
-from launch._common import Partial
 
 
 @pytest.mark.entry
