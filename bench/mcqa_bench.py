@@ -235,7 +235,7 @@ def run(args) -> dict:
     res["compile_s"] = compile_s
     res["first_calls"] = first_calls
     traces_before = dict(lm.trace_counts)
-    step_cache_before = scoring._answer_step._cache_size()
+    step_cache_before = scoring.answer_step._cache_size()
     s, e = batches[0]
     warm = {}
     for name, nt in configs:
@@ -293,7 +293,7 @@ def run(args) -> dict:
     res["loads_1min"] = loads
     res["trace_counts"] = dict(lm.trace_counts)
     res["recompiled"] = (dict(lm.trace_counts) != traces_before
-                         or scoring._answer_step._cache_size() != step_cache_before)
+                         or scoring.answer_step._cache_size() != step_cache_before)
 
     # ------------------------------------------------------------ aggregate
     size = [ce - cs for cs, ce in res["chunks"]]

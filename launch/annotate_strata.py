@@ -49,6 +49,11 @@ def main(config: Config) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.annotate_strata` from a checkout, `entropy-jax-annotate-strata` once installed."""
     runtime.configure()
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+
+
+if __name__ == "__main__":
+    cli()

@@ -76,8 +76,13 @@ def main(config: Config) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.finetune` from a checkout, `entropy-jax-finetune` once installed."""
     runtime.configure()
-    summary = main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    summary = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
     if summary["status"] == "interrupted" and summary.get("signal"):
         sys.exit(128 + int(summary["signal"]))
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import tyro
 
+from entropy_jax import runtime
 from entropy_jax.train import frontier
 
 
@@ -43,5 +44,11 @@ def main(config: Config) -> dict:
     return result
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.frontier` from a checkout, `entropy-jax-frontier` once installed."""
+    runtime.configure()
+    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

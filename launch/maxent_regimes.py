@@ -28,6 +28,7 @@ import tyro
 
 from entropy_jax import plots, runtime
 from entropy_jax.estimators import study
+from entropy_jax.estimators.report import regimes_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, read_json, write_json
 
@@ -49,61 +50,6 @@ class Config:
     encodings: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
     resume: bool = True
     progress: bool = True
-
-
-def _points_by_m(r: dict, **labels) -> list[dict]:
-    """The regime's points with these labels, one per M in r["ms"] order."""
-    return [next(p for p in r["points"] if p["M"] == m and all(p[k] == v for k, v in labels.items()))
-            for m in r["ms"]]
-
-
-def _m_table(first_cols: tuple[str, ...], ms, rows) -> list[str]:
-    """A Markdown table with one column per M; rows are (labels, cells)."""
-    head = "| " + " | ".join(first_cols) + " | " + " | ".join(f"M = {m}" for m in ms) + " |"
-    rule = "|" + "---|" * len(first_cols) + "---:|" * len(ms)
-    return [head, rule] + ["| " + " | ".join(labels) + " | " + " | ".join(cells) + " |" for labels, cells in rows]
-
-
-def _cell(value, fmt: str = ".3f") -> str:
-    return "—" if value is None else format(value, fmt)
-
-
-def _summary_near_uniform(r: dict) -> list[str]:
-    rows = [((f"{a:g}",), [_cell(None if p["maxent1"] is None else p["maxent1"] / p["baseline"], ".2f")
-                           for p in _points_by_m(r, alpha=a)])
-            for a in r["alphas"]]
-    return ["First-moment MaxEnt risk / uniform-baseline risk (above 1: worse than ignoring the data):", ""] + \
-        _m_table(("α",), r["ms"], rows)
-
-
-def _summary_encodings(r: dict) -> list[str]:
-    rows = [((f"MaxEnt, z = {enc}",), [_cell(p["maxent1"]) for p in _points_by_m(r, encoding=enc)])
-            for enc in r["encodings"]]
-    first = _points_by_m(r, encoding=r["encodings"][0])  # Bayes and ML do not depend on z
-    rows += [(("ML, b_opt (any z)",), [_cell(p["ml_bopt"]) for p in first]),
-             (("Bayes (any z)",), [_cell(p["bayes_mixture"]) for p in first])]
-    return [f"Bayes risk (nats) under the Table 1 prior; uniform baseline {r['baseline_exact']:.3f}:", ""] + \
-        _m_table(("encoding",), r["ms"], rows)
-
-
-def _summary_moments(r: dict) -> list[str]:
-    rows = []
-    for name in r["priors"]:
-        pts = _points_by_m(r, prior=name)
-        for key, label in (("maxent1", "MaxEnt, 1st moment"), ("maxent2", "MaxEnt, 1st + 2nd"),
-                           ("baseline", "uniform baseline")):
-            rows.append(((name, label), [_cell(p.get(key)) for p in pts]))
-    return ["Bayes risk (nats), first- vs second-moment MaxEnt:", ""] + \
-        _m_table(("prior", "estimator"), r["ms"], rows)
-
-
-def markdown(results: dict) -> str:
-    parts = []
-    for name, fn in (("near_uniform", _summary_near_uniform), ("encodings", _summary_encodings),
-                     ("moments", _summary_moments)):
-        if name in results:
-            parts += fn(results[name]) + [""]
-    return "\n".join(parts)
 
 
 def main(config: Config) -> dict:
@@ -132,9 +78,14 @@ def main(config: Config) -> dict:
     return results
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.maxent_regimes` from a checkout, `entropy-jax-maxent-regimes` once installed."""
     runtime.configure()
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))
     print(f"wrote {cfg.out}/regimes.json and figures")
+
+
+if __name__ == "__main__":
+    cli()

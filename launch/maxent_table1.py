@@ -25,6 +25,7 @@ import tyro
 
 from entropy_jax import plots, runtime
 from entropy_jax.estimators import study
+from entropy_jax.estimators.report import table1_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, write_json
 
@@ -45,60 +46,6 @@ class Config:
     resume: bool = True
     """Reuse rows of an interrupted run with the same settings."""
     progress: bool = True
-
-
-def _fmt(v, se=None, digits=3):
-    if v is None:
-        return "—"
-    s = f"{v:.{digits}f}"
-    return s if se is None else f"{s} ± {se:.{digits}f}"
-
-
-def markdown(table: dict, *, published: dict | None = study.PUBLISHED_TABLE1) -> str:
-    """Table 1 as Markdown: our values ± s.e., then the difference to the published values."""
-    s = table["settings"]
-    lines = [
-        f"n = {s['n']}, z_k = k, prior ½Dir(a) + ½Dir(reversed a), a_k = {s['alpha0']} + {s['eps']}(k−1); "
-        f"{s['n_priors']} prior draws × {s['n_samples']} samples per M, seed {s['seed']}.",
-        "",
-        f"Uniform baseline ⟨K[q, 1/n]⟩: {table['baseline']:.4f} ± {table['baseline_se']:.4f} "
-        f"(Monte Carlo), {table['baseline_exact']:.4f} (closed form).",
-        "",
-        "| M | Bayes (mixture) | Bayes (single) | ML b_opt | b_opt | ML b=1 | MaxEnt | shrunk MaxEnt | ξ_opt | MaxEnt excluded |",
-        "|---:|---|---|---|---:|---|---|---|---:|---:|",
-    ]
-    for r in table["rows"]:
-        lines.append(
-            f"| {r['M']} | {_fmt(r['bayes_mixture'], r['bayes_mixture_se'])} "
-            f"| {_fmt(r['bayes_single'], r['bayes_single_se'])} | {_fmt(r['ml_bopt'], r['ml_bopt_se'])} "
-            f"| {_fmt(r['b_opt'], digits=2)} | {_fmt(r['ml_b1'], r['ml_b1_se'])} "
-            f"| {_fmt(r['maxent1'], r['maxent1_se'])} | {_fmt(r['maxent1_shrunk'], r['maxent1_shrunk_se'])} "
-            f"| {_fmt(r['xi_opt'], digits=2)} | {r['maxent_excluded']} |"
-        )
-    if published is not None:
-        cols = published["columns"]
-        lines += [
-            "",
-            "Difference to the published Table 1 (ours − paper):",
-            "",
-            "| M | " + " | ".join(cols) + " |",
-            "|---:|" + "---:|" * len(cols),
-        ]
-        for r in table["rows"]:
-            pub = published["rows"].get(r["M"])
-            if pub is None:
-                continue
-            cells = [
-                "—" if p is None or r.get(c) is None else f"{r[c] - p:+.3f}" for c, p in zip(cols, pub)
-            ]
-            lines.append(f"| {r['M']} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Entries are Monte-Carlo means ± one standard error (from the per-prior averages). "
-        "MaxEnt excludes degenerate samples (all counts on z_1 or on z_n, where β = ±∞ and the "
-        "KL is infinite); the last column counts them. MaxEnt is not reported at M = 1, as in the paper.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def run_settings(config: Config) -> dict:
@@ -143,9 +90,14 @@ def main(config: Config) -> dict:
     return table
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.maxent_table1` from a checkout, `entropy-jax-maxent-table1` once installed."""
     runtime.configure()
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     result = main(cfg)
     print(markdown(result))
     print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")
+
+
+if __name__ == "__main__":
+    cli()

@@ -57,6 +57,11 @@ def main(config: Config) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.mcqa_entropy` from a checkout, `entropy-jax-mcqa-entropy` once installed."""
     runtime.configure()
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+
+
+if __name__ == "__main__":
+    cli()

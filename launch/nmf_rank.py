@@ -29,6 +29,7 @@ import tyro
 from entropy_jax import data as data_lib
 from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
+from entropy_jax.nmf.report import rank_scan_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, write_json
 
@@ -62,28 +63,6 @@ def run_settings(config: Config) -> dict:
     return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
 
 
-def markdown(result: dict) -> str:
-    s = result["settings"]
-    rc = result["effective_rank"]
-    lines = [
-        f"Data `{result['data']}` ({result['shape'][0]}×{result['shape'][1]} pixels, {result['n_images']} images), "
-        f"{s['seeds']} seeds × {s['n_iter']} {s['loss']} iterations per rank, noise ξ = {s['noise']:g}.",
-        "",
-        f"Effective rank R_c(τ = {s['tau']:g}): {rc['weighted']} (p(π, i)-weighted violations), "
-        f"{rc['unweighted']} (unweighted).",
-        "",
-        "| R | violations (weighted) | explained variance | cophenetic | dispersion | seed distance | S_i ≤ Ŝ_i | H(π|b) | Hoyer |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["per_rank"]:
-        lines.append(
-            f"| {r['rank']} | {r['v_weighted']['mean']:.4f} | {r['explained_variance']['mean']:.3f} "
-            f"| {r['cophenetic']:.3f} | {r['dispersion']:.3f} | {r['stability']['mean']:.3f} "
-            f"| {100 * r['smoothing']['mean']:.0f}% | {r['basis_entropy']['mean']:.2f} | {r['hoyer']['mean']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main(config: Config) -> dict:
     """Runs the scan; writes DIR/rank_scan.json and DIR/rank_curves.png; returns the result."""
     out = Path(config.out)
@@ -112,9 +91,14 @@ def main(config: Config) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.nmf_rank` from a checkout, `entropy-jax-nmf-rank` once installed."""
     runtime.configure()
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))
     print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
+
+
+if __name__ == "__main__":
+    cli()

@@ -26,6 +26,7 @@ import tyro
 
 from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
+from entropy_jax.nmf.report import stability_markdown as markdown
 from entropy_jax.stores import write_json
 
 from .nmf_rank import load_data
@@ -45,21 +46,6 @@ class Config:
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     out: Path = Path("results/nmf")
-
-
-def markdown(result: dict) -> str:
-    h = result["halves"]["matched_distance"]
-    c = result["noise_curve"]
-    sm = result["smoothing"]
-    curve = ", ".join(f"ξ = {x:g}: {m:.3f}" for x, m in zip(c["levels"], c["mean"]))
-    return (
-        f"Rank {result['rank']}: clean half ({result['halves']['sizes'][0]} images) vs half with noise "
-        f"ξ = {result['noise']:g} ({result['halves']['sizes'][1]} images), another seed. Matched cosine "
-        f"distance: mean {h['mean']:.3f}, median {h['median']:.3f}, max {h['max']:.3f}.\n\n"
-        f"Clean vs noisy fits of all images (mean over {result['settings']['seeds']} seeds): {curve}.\n\n"
-        f"Entropy: {100 * sm['fraction_S_le_S_hat']:.0f}% of images have S_i ≤ Ŝ_i "
-        f"(mean S = {sm['mean_S']:.3f}, mean Ŝ = {sm['mean_S_hat']:.3f} nats).\n"
-    )
 
 
 def main(config: Config) -> dict:
@@ -92,9 +78,14 @@ def main(config: Config) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.nmf_stability` from a checkout, `entropy-jax-nmf-stability` once installed."""
     runtime.configure()
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)
     print(markdown(res))
     print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
+
+
+if __name__ == "__main__":
+    cli()

@@ -456,7 +456,12 @@ def main(config: Config) -> Path:
     return report
 
 
-if __name__ == "__main__":
+def cli(args: list[str] | None = None) -> None:
+    """The command line: `python -m launch.reproduce` from a checkout, `entropy-jax-reproduce` once installed."""
     runtime.configure()
-    path = main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    path = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
     print(f"[reproduce] wrote {path}")
+
+
+if __name__ == "__main__":
+    cli()

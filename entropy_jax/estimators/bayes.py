@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 from entropy_jax.estimators.priors import mixture_params
 
 __all__ = [
@@ -35,7 +35,7 @@ def dirichlet_posterior_mean(counts: jax.Array, alpha: jax.Array) -> jax.Array:
     """
     _validate.counts("counts", counts)
     _validate.positive("alpha", alpha)
-    m = _as_float(counts)
+    m = as_float(counts)
     alpha = jnp.broadcast_to(jnp.asarray(alpha, m.dtype), m.shape[-1:])
     return (m + alpha) / (m.sum(-1, keepdims=True) + alpha.sum())
 
@@ -79,7 +79,7 @@ def dirichlet_mixture_posterior_mean(
     """
     _validate.counts("counts", counts)
     _validate.positive("alphas", alphas)
-    m = _as_float(counts)
+    m = as_float(counts)
     alphas = jnp.asarray(alphas, m.dtype)
     if alphas.ndim != 2:
         raise ValueError(f"`alphas` must have shape (C, n); got {alphas.shape}.")

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 
 __all__ = [
     "MaxEntFit",
@@ -109,7 +109,7 @@ def gibbs(beta: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.exp(log_q), log_z
 
 
-def _moments_1d(gamma: jax.Array, u: jax.Array):
+def moments_1d(gamma: jax.Array, u: jax.Array):
     """Mean and variance of u under q ∝ exp(−γu), for u ∈ [−1, 1] attaining both −1 and 1."""
     # max_k(−γ u_k) = |γ|, attained at an extreme: a shift that never overflows.
     e = jnp.exp(-gamma[..., None] * u - jnp.abs(gamma)[..., None])
@@ -158,7 +158,7 @@ def solve_beta(
     Returns:
       (beta, converged, n_iter), each of shape (...,).
     """
-    z = _as_float(z)
+    z = as_float(z)
     mu = jnp.asarray(mu, z.dtype)
     u, center, scale = standardize(z)
     n = u.shape[0]
@@ -172,11 +172,11 @@ def solve_beta(
     hi = jnp.maximum(jnp.log(2.0 * (n - 1) / (1.0 + t)) / (us[1] - us[0]), 0.0)
     lo = jnp.minimum(-jnp.log(2.0 * (n - 1) / (1.0 - t)) / (us[-1] - us[-2]), 0.0)
     # Linear response around γ = 0 as the first guess: mean(γ) ≈ ū − γ Var₀(u).
-    mean0, var0, _ = _moments_1d(jnp.zeros_like(t), u)
+    mean0, var0, _ = moments_1d(jnp.zeros_like(t), u)
     gamma = jnp.clip((mean0 - t) / var0, lo, hi)
 
     def resid(g):
-        mean, var, _ = _moments_1d(g, u)
+        mean, var, _ = moments_1d(g, u)
         return mean - t, var
 
     r, var = resid(gamma)
@@ -206,7 +206,7 @@ def solve_beta(
 
 
 def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> MaxEntFit:
-    m = _as_float(counts)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     mu = (m @ z) / m.sum(-1)
     degenerate = degenerate_first_moment(counts, z)
@@ -289,7 +289,7 @@ def maxent_moments(
       `MaxEntFit`; `multipliers` is λ of shape (..., d) in the original feature units.
     """
     _validate.counts("counts", counts)
-    m = _as_float(counts)
+    m = as_float(counts)
     phi = jnp.asarray(features, m.dtype)
     if phi.ndim != 2:
         raise ValueError(f"`features` must have shape (d, n); got {phi.shape}.")
@@ -370,7 +370,7 @@ def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) 
     """
     _validate.counts("counts", counts)
     _validate.encoding("z", z, jnp.shape(counts)[-1])
-    m = _as_float(counts)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     u = standardize(z).u  # the square of a centred encoding is better conditioned
     degenerate = degenerate_two_moments(counts, z)

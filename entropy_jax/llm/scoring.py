@@ -88,7 +88,7 @@ class Scored:
 
 
 @jax.jit
-def _answer_step(logits_bv, label_ids_bk, label_valid_bk):
+def answer_step(logits_bv, label_ids_bk, label_valid_bk):
     """Entropy [B], per-variant log-probs [B, K] (−inf where padded) from next-token logits [B, V]."""
     log_p = jax.nn.log_softmax(logits_bv, axis=-1)
     picked = jnp.take_along_axis(log_p, label_ids_bk, axis=-1)
@@ -127,7 +127,7 @@ def score_batch(lm, prompts: Sequence[str], label_ids: Sequence[Sequence[Sequenc
     valid = np.zeros((len(prompts), k), bool)
     for i, f in enumerate(flat):
         ids[i, : len(f)], valid[i, : len(f)] = f, True
-    entropy, log_p = jax.device_get(_answer_step(logits, jnp.asarray(ids), jnp.asarray(valid)))
+    entropy, log_p = jax.device_get(answer_step(logits, jnp.asarray(ids), jnp.asarray(valid)))
     p_variant = np.exp(log_p.astype(np.float64))
     if any(not isinstance(v, int) for q in label_ids for variants in q for v in variants):
         p_variant = _sequence_probs(lm, token_lists, label_ids, p_variant, pad_to)

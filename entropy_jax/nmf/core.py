@@ -198,7 +198,9 @@ def _fit_impl(P, B0, W0, *, n_iter: int, kind: str, trace_every: int = 1) -> NMF
 _fit_from = jax.jit(_fit_impl, static_argnames=("n_iter", "kind", "trace_every"))
 
 
-def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+def fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+    """One fit from `init` ("random": `init_random(key, ...)`, else `init_nndsvda`), traceable (no argument
+    checks): the body that `fit` jits and that studies vmap over keys."""
     if init == "random":
         B0, W0 = init_random(key, P, rank)
     else:
@@ -206,10 +208,12 @@ def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_e
     return _run(P, B0, W0, n_iter, kind, trace_every)
 
 
-_fit_init = jax.jit(_fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
+_fit_init = jax.jit(fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
 
 
-def _check(P, rank) -> None:
+def check_inputs(P, rank) -> None:
+    """The argument checks of `fit` (shape and rank; finite, non-negative, not all zero when `P` is concrete),
+    for callers that fit through `fit_seeded` under their own jit or vmap."""
     if np.ndim(P) != 2:
         raise ValueError(f"`P` must be a 2-D (pixels × images) matrix; got shape {np.shape(P)}.")
     if not 1 <= int(rank) <= min(np.shape(P)):
@@ -256,7 +260,7 @@ def fit(
       >>> keys = jax.random.split(jax.random.key(0), 10)
       >>> runs = jax.vmap(lambda k: nmf.fit(P, 16, key=k))(keys)   # 10 seeds in one program
     """
-    _check(P, rank)
+    check_inputs(P, rank)
     if loss not in ("kl", "frobenius"):
         raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {loss!r}.")
     if int(n_iter) < 1 or int(trace_every) < 1 or int(n_iter) % int(trace_every):
