@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Test workers: 2 matches the 2-core CI machine; override with `make test WORKERS=8`.
 WORKERS ?= 2
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.test
 	$(PY) -m pytest -n $(WORKERS) --durations=15 tests
+
+lint: $(VENV)/.test
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

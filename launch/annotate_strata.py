@@ -50,7 +50,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.annotate_strata` from a checkout, `entropy-jax-annotate-strata` once installed."""
+    """The command line (`python -m launch.annotate_strata` in a checkout; installed: `entropy-jax-annotate-strata`)."""
     runtime.configure()
     main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
 

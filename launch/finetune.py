@@ -77,7 +77,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.finetune` from a checkout, `entropy-jax-finetune` once installed."""
+    """The command line (`python -m launch.finetune` in a checkout; installed: `entropy-jax-finetune`)."""
     runtime.configure()
     summary = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
     if summary["status"] == "interrupted" and summary.get("signal"):

@@ -45,7 +45,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.frontier` from a checkout, `entropy-jax-frontier` once installed."""
+    """The command line (`python -m launch.frontier` in a checkout; installed: `entropy-jax-frontier`)."""
     runtime.configure()
     main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
 

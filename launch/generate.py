@@ -148,7 +148,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.generate` from a checkout, `entropy-jax-generate` once installed."""
+    """The command line (`python -m launch.generate` in a checkout; installed: `entropy-jax-generate`)."""
     runtime.configure()
     main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
 

@@ -79,7 +79,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.maxent_regimes` from a checkout, `entropy-jax-maxent-regimes` once installed."""
+    """The command line (`python -m launch.maxent_regimes` in a checkout; installed: `entropy-jax-maxent-regimes`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)

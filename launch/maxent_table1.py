@@ -91,7 +91,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.maxent_table1` from a checkout, `entropy-jax-maxent-table1` once installed."""
+    """The command line (`python -m launch.maxent_table1` in a checkout; installed: `entropy-jax-maxent-table1`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     result = main(cfg)

@@ -58,7 +58,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.mcqa_entropy` from a checkout, `entropy-jax-mcqa-entropy` once installed."""
+    """The command line (`python -m launch.mcqa_entropy` in a checkout; installed: `entropy-jax-mcqa-entropy`)."""
     runtime.configure()
     main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
 

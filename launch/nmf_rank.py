@@ -92,7 +92,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.nmf_rank` from a checkout, `entropy-jax-nmf-rank` once installed."""
+    """The command line (`python -m launch.nmf_rank` in a checkout; installed: `entropy-jax-nmf-rank`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)

@@ -79,7 +79,7 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.nmf_stability` from a checkout, `entropy-jax-nmf-stability` once installed."""
+    """The command line (`python -m launch.nmf_stability` in a checkout; installed: `entropy-jax-nmf-stability`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     res = main(cfg)

@@ -268,7 +268,8 @@ def chapter3(config: Config, *, sizes: dict | None = None) -> str:
         "",
         f"### Model-as-judge strata ({judged['n']} questions, {t_judge:.0f} s)",
         "",
-        f"The same model as judge in probe mode (`{_cli('launch.annotate_strata', judge_cfg, config.out / 'strata')}`): "
+        "The same model as judge in probe mode "
+        f"(`{_cli('launch.annotate_strata', judge_cfg, config.out / 'strata')}`): "
         "p(yes) at the "
         "answer step of \"needs a specific fact?\", \"needs several steps?\" and \"is this answer correct?\". "
         "(The paper's generative judge — explanation plus bracketed ratings — is `--mode generate`; SmolLM2 does "
@@ -457,7 +458,7 @@ def main(config: Config) -> Path:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.reproduce` from a checkout, `entropy-jax-reproduce` once installed."""
+    """The command line (`python -m launch.reproduce` in a checkout; installed: `entropy-jax-reproduce`)."""
     runtime.configure()
     path = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
     print(f"[reproduce] wrote {path}")

@@ -64,7 +64,8 @@ def main(config: Config) -> dict:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """The command line: `python -m launch.thinker_answerer` from a checkout, `entropy-jax-thinker-answerer` once installed."""
+    """The command line (`python -m launch.thinker_answerer` in a checkout; installed:
+    `entropy-jax-thinker-answerer`)."""
     runtime.configure()
     main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
 

@@ -17,6 +17,7 @@ from entropy_jax.train.lora import LoraConfig
 from entropy_jax.train.pipeline import FinetuneConfig
 from entropy_jax.train.trainer import TrainConfig
 
+
 def test_settings_leave_out_runtime_fields_and_nest():
     cfg = FinetuneConfig(export=False, traces_cache=Path("/tmp/t"),
                          train=TrainConfig(lr=3e-5, save_every=5, lora=LoraConfig(rank=4)))

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COLAB = ROOT / "colab"
 
 
-def _execute(name: str, out: Path, monkeypatch) -> "nbformat.NotebookNode":
+def _execute(name: str, out: Path, monkeypatch) -> nbformat.NotebookNode:
     # The kernel subprocess inherits the test process's environment.
     monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_OUT", str(out))

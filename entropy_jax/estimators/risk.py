@@ -42,10 +42,10 @@ from entropy_jax.estimators.bayes import (
     dirichlet_posterior_mean,
 )
 from entropy_jax.estimators.maxent import (
-    moments_1d,
     degenerate_first_moment,
     degenerate_two_moments,
     maxent_two_moments,
+    moments_1d,
     solve_beta,
     standardize,
 )

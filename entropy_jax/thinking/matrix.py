@@ -274,8 +274,8 @@ def markdown(summary: dict) -> str:
                      f"{f(r['tokens_per_s'], '.1f')} |")
     lines += ["", "| pair | accuracy | mean answer entropy (nats) | correct / wrong | ROC-AUC of entropy | "
               "most frequent letter's share |", "|---|---|---|---|---|---|"]
-    for i, t in enumerate(th):
-        for j, a in enumerate(an):
+    for t in th:
+        for a in an:
             p = summary["pairs"][f"{t} → {a}"]
             lines.append(f"| {t} → {a} | {p['accuracy']:.3f} | {p['mean_entropy']:.3f} | "
                          f"{f(p['mean_entropy_correct'], '.3f')} / {f(p['mean_entropy_wrong'], '.3f')} | "

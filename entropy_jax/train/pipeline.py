@@ -262,5 +262,6 @@ def markdown(summaries: list[dict]) -> str:
         f = s.get("final") or {}
         acc = f"{s['base_eval']['accuracy']:.3f} → {f['accuracy']:.3f}" if f else "—"
         lines.append(f"| {s['settings']['policy']} | {s['plan']['answer']} / {s['plan']['cot']} | {acc} | "
-                     f"{f.get('loss_tokens', 0):,} | {f.get('tokens', 0):,} | {f.get('teacher_tokens_generated', 0):,} |")
+                     f"{f.get('loss_tokens', 0):,} | {f.get('tokens', 0):,} | "
+                     f"{f.get('teacher_tokens_generated', 0):,} |")
     return "\n".join(lines) + "\n"

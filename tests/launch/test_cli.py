@@ -66,8 +66,9 @@ def test_every_console_script_is_a_launcher_cli():
     for name, target in scripts.items():
         module, func = target.split(":")
         stem = module.rsplit(".", 1)[1]
-        assert module == f"entropy_jax.launch.{stem}" and func == "cli" and name == f"entropy-jax-{stem.replace('_', '-')}"
-        assert callable(getattr(_launcher(stem), "cli"))
+        assert module == f"entropy_jax.launch.{stem}" and func == "cli"
+        assert name == f"entropy-jax-{stem.replace('_', '-')}"
+        assert callable(_launcher(stem).cli)
 
 
 def test_a_launcher_runs_from_the_checkout_and_its_help_names_its_flags(repo_root):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from entropy_jax.data import mcqa
-from entropy_jax.train import gating, policy, traces
 from entropy_jax.llm.prompts import cot_prompt
+from entropy_jax.train import gating, policy, traces
 
 
 def _bands(n=20, seed=0, **kw):

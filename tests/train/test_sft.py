@@ -317,7 +317,10 @@ def test_sharded_steps_equal_unsharded(student_dir, tmp_path):
 def test_interrupted_and_resumed_run_ends_with_the_same_params(student, tmp_path):
     seqs = _examples(student.tokenizer, 8)
     cfg = trainer.TrainConfig(epochs=2, micro_batch=1, accumulation=2, seq_len=512, lr=1e-3, warmup_ratio=0.3)
-    order = lambda e: [seqs[i] for i in np.random.default_rng(e).permutation(len(seqs))]
+
+    def order(e):
+        return [seqs[i] for i in np.random.default_rng(e).permutation(len(seqs))]
+
     full = trainer.fit(student, order, cfg, tmp_path / "full", progress=False)
     part = trainer.fit(student, order, cfg, tmp_path / "cut", progress=False, stop_after_steps=3)
     assert part["status"] == "interrupted" and part["global_step"] == 3 < full["global_step"]
