@@ -395,7 +395,7 @@ def accuracy_table(res: dict, markdown: bool) -> list[str]:
     return L
 
 
-def notes(res: dict, args, markdown: bool) -> list[str]:
+def notes(res: dict, markdown: bool) -> list[str]:
     b = "**" if markdown else ""
     ch = res["check"]
     ref = res["torch_configs"][0]
@@ -502,7 +502,7 @@ def render_section(args, cmd: str, info: dict, res: dict, load: tuple, versions:
          ""]
     L += table(res, markdown=True)
     L += [""] + accuracy_table(res, markdown=True) + [""]
-    L += [f"- {line}" for line in notes(res, args, markdown=True)]
+    L += [f"- {line}" for line in notes(res, markdown=True)]
     L += [f"- Chunk wall times (s), per chunk (repeats separated by /): {walls}.", ""]
     L += ["### Goals", ""] + goal_lines(res)
     return "\n".join(L) + "\n"
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(accuracy_table(res, markdown=False)))
     print()
-    print("\n".join(notes(res, args, markdown=False)))
+    print("\n".join(notes(res, markdown=False)))
     print()
     print("\n".join(goal_lines(res)))
     if not args.no_write:

@@ -616,7 +616,7 @@ def by_name(res: dict) -> dict:
     return {r["name"]: r for r in res["rows"]}
 
 
-def notes(res: dict, args, markdown: bool) -> list[str]:
+def notes(res: dict, markdown: bool) -> list[str]:
     b = res["batch"]
     by = by_name(res)
     bold = "**" if markdown else ""
@@ -768,7 +768,7 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
             "",
         ]
         L += table(res, markdown=True)
-        L += [""] + [f"- {x}" for x in notes(res, args, markdown=True)]
+        L += [""] + [f"- {x}" for x in notes(res, markdown=True)]
         walls = "; ".join(f"{r['short']}: " + ", ".join(f"{w:.2f}" for w in r["walls"]) for r in res["rows"])
         L += [f"- All timed wall times (s), in order: {walls}.", ""]
     L += ["### GPU: train-step MFU (random Qwen3-0.6B shape, bfloat16 compute)", ""]
@@ -865,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SFT train step, SmolLM2-135M-Instruct, CPU float32 ({RESULTS.relative_to(REPO).parent}/train_bench.py)")
         print("\n".join(table(res, markdown=False)))
         print()
-        print("\n".join(notes(res, args, markdown=False)))
+        print("\n".join(notes(res, markdown=False)))
         print()
         print("\n".join(goal_lines(res)))
     if gpu is not None:
