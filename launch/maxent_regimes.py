@@ -26,7 +26,7 @@ from typing import Literal
 import jax
 import tyro
 
-from entropy_jax import plots, runtime
+from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import regimes_markdown as markdown
 from entropy_jax.runtime import data_mesh
@@ -37,19 +37,20 @@ REGIMES = ("near_uniform", "encodings", "moments")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    regime: Literal["all", "near_uniform", "encodings", "moments"] = "all"
+    regime: Literal["all", "near_uniform", "encodings", "moments"] = configs.runtime("all")
+    """Which regimes to run (a choice of results, not a setting of them: one partial file serves all)."""
     priors: int = 200
     """Prior draws per point."""
     samples: int = 100
     """Multinomial samples per prior draw."""
     seed: int = 0
-    out: Path = Path("results/maxent")
+    out: Path = configs.runtime(Path("results/maxent"))
     ms: tuple[int, ...] = study.REGIME_MS
     alphas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     """Symmetric-Dirichlet concentrations for the near-uniform regime."""
     encodings: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
-    resume: bool = True
-    progress: bool = True
+    resume: bool = configs.runtime(True)
+    progress: bool = configs.runtime(True)
 
 
 def main(config: Config) -> dict:
@@ -57,7 +58,7 @@ def main(config: Config) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = REGIMES if config.regime == "all" else (config.regime,)
-    settings = dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None, "regime": None}
+    settings = configs.settings(config)
     partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
     common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
                   done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)

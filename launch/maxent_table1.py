@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import tyro
 
-from entropy_jax import plots, runtime
+from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import table1_markdown as markdown
 from entropy_jax.runtime import data_mesh
@@ -37,20 +37,20 @@ class Config:
     samples: int = 100
     """Multinomial samples per prior draw."""
     seed: int = 0
-    out: Path = Path("results/maxent")
+    out: Path = configs.runtime(Path("results/maxent"))
     ms: tuple[int, ...] = study.TABLE1_MS
     """Sample lengths M, one row each."""
     n: int = 60
     alpha0: float = 0.3
     eps: float = 1.1
-    resume: bool = True
+    resume: bool = configs.runtime(True)
     """Reuse rows of an interrupted run with the same settings."""
-    progress: bool = True
+    progress: bool = configs.runtime(True)
 
 
 def run_settings(config: Config) -> dict:
     """The settings that determine the numbers (a saved partial run is reused only if equal)."""
-    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
+    return configs.settings(config)
 
 
 def main(config: Config) -> dict:

@@ -26,8 +26,8 @@ import jax
 import numpy as np
 import tyro
 
+from entropy_jax import configs, plots, runtime
 from entropy_jax import data as data_lib
-from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
 from entropy_jax.nmf.report import rank_scan_markdown as markdown
 from entropy_jax.runtime import data_mesh
@@ -50,9 +50,9 @@ class Config:
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     """Resize for folder data."""
-    out: Path = Path("results/nmf")
-    resume: bool = True
-    progress: bool = True
+    out: Path = configs.runtime(Path("results/nmf"))
+    resume: bool = configs.runtime(True)
+    progress: bool = configs.runtime(True)
 
 
 def load_data(name: str, size: tuple[int, int] = (50, 50)) -> data_lib.ImageSet:
@@ -60,7 +60,8 @@ def load_data(name: str, size: tuple[int, int] = (50, 50)) -> data_lib.ImageSet:
 
 
 def run_settings(config: Config) -> dict:
-    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
+    """The settings that determine the numbers (a saved partial run is reused only if equal)."""
+    return configs.settings(config)
 
 
 def main(config: Config) -> dict:
