@@ -133,3 +133,14 @@ def test_check_settings_names_what_changed_and_frees_empty_directories(tmp_path)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(StoreError, match="bad.json"):
         stores.read_json(tmp_path / "bad.json")
+
+
+def test_two_models_whose_paths_end_alike_get_their_own_pair_and_trace_files(tmp_path):
+    from entropy_jax.thinking.matrix import pair_path, trace_path
+
+    tail = "/" + "snapshots/" * 10 + "Qwen3-0.6B"  # the same last 80 characters
+    a, b = "/mnt/a" + tail, "/mnt/b" + tail
+    assert a[-80:] == b[-80:]
+    assert pair_path(tmp_path, "gold", a) != pair_path(tmp_path, "gold", b)
+    assert trace_path(tmp_path, a) != trace_path(tmp_path, b)
+    assert pair_path(tmp_path, "gold", a).parent == tmp_path / "pairs"
