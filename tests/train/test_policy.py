@@ -108,6 +108,9 @@ def test_generated_traces_are_cached_and_never_generated_twice(tmp_path, student
                                        batch_size=2)
     assert first.generated_questions == 3 and first.generated_tokens == sum(t.n_tokens for t in first.traces.values())
     assert all(0 < t.n_tokens <= 12 and t.stop in ("eos", "length") for t in first.traces.values())
+    # the shared trace generator records every generated token's entropy for teachers too (nats)
+    assert all(len(t.entropies) == t.n_tokens and t.mean_entropy == pytest.approx(np.mean(t.entropies))
+               for t in first.traces.values())
     # the trace is the teacher's greedy continuation of the CoT prompt, decoded
     out = student.generate([cot_prompt(student.tokenizer, qs[0])], max_new_tokens=12)
     assert first.traces[qs[0].id].text == out.texts[0].strip()
