@@ -172,7 +172,7 @@ def lower(config, args, mesh):
     graphdef, params = mdl.abstract(config, dtype, attention=attention)
     ps = shd.param_shardings(params, mesh)
     b1, b2 = shd.batch_sharding(mesh, 1, b), shd.batch_sharding(mesh, 2, b)
-    cache_spec = shd._fit(P(shd.BATCH, "tensor", None, None), (b, config.num_kv_heads, s, config.head_dim), mesh)
+    cache_spec = shd.fit_spec(P(shd.BATCH, "tensor", None, None), (b, config.num_kv_heads, s, config.head_dim), mesh)
     cache_s = tuple((NamedSharding(mesh, cache_spec),) * 2 for _ in range(config.num_layers))
     ids, mask = sds((b, t), jnp.int32), sds((b, t), jnp.bool_)
     if args.task == "answer":

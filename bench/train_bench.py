@@ -21,7 +21,7 @@ float32 by both libraries, so both train the very same weights):
   projected onto the vocabulary); and the same step built by ``trainer.prepare`` over a data mesh of all
   local CPU devices (``llm.make_mesh(data=-1)``, params placed by ``llm.from_params(..., mesh=mesh)``,
   state and batch sharded as ``trainer.fit`` places them).  The script sets
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before jax is imported (as ``launch/``
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before JAX lists its devices (as the launchers' ``entropy_jax.runtime.configure``
   does), unless XLA_FLAGS already sets a count, so the single-device row runs on device 0 of those.
 - Ours, LoRA (rank 8, alpha 16, all seven projections, ``trainer.prepare`` with ``LoraConfig``), one
   device: reported next to our full step only; PEFT is not installed, so it has no reference.
@@ -122,10 +122,12 @@ def timed(fn: Callable):
 
 
 def force_host_devices() -> None:
-    """One XLA CPU device per core, as `launch/` does: only before jax is imported, and only when XLA_FLAGS
-    sets no count of its own."""
-    if "jax" not in sys.modules and _DEVICE_FLAG not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_DEVICE_FLAG}={max(1, os.cpu_count() or 1)}").strip()
+    """One XLA CPU device per core, as the launchers ask for (`entropy_jax.runtime.configure`): before JAX first
+    lists its devices, and only when XLA_FLAGS sets no count of its own. No compilation cache: timings include
+    compilation as a fresh machine sees it."""
+    from entropy_jax import runtime
+
+    runtime.configure(cpu_devices="auto", compilation_cache=False)
 
 
 def build_examples(tokenizer, rows: int, seq_len: int, questions: int | None):
@@ -614,7 +616,7 @@ def by_name(res: dict) -> dict:
     return {r["name"]: r for r in res["rows"]}
 
 
-def notes(res: dict, args, markdown: bool) -> list[str]:
+def notes(res: dict, markdown: bool) -> list[str]:
     b = res["batch"]
     by = by_name(res)
     bold = "**" if markdown else ""
@@ -766,7 +768,7 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
             "",
         ]
         L += table(res, markdown=True)
-        L += [""] + [f"- {x}" for x in notes(res, args, markdown=True)]
+        L += [""] + [f"- {x}" for x in notes(res, markdown=True)]
         walls = "; ".join(f"{r['short']}: " + ", ".join(f"{w:.2f}" for w in r["walls"]) for r in res["rows"])
         L += [f"- All timed wall times (s), in order: {walls}.", ""]
     L += ["### GPU: train-step MFU (random Qwen3-0.6B shape, bfloat16 compute)", ""]
@@ -863,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SFT train step, SmolLM2-135M-Instruct, CPU float32 ({RESULTS.relative_to(REPO).parent}/train_bench.py)")
         print("\n".join(table(res, markdown=False)))
         print()
-        print("\n".join(notes(res, args, markdown=False)))
+        print("\n".join(notes(res, markdown=False)))
         print()
         print("\n".join(goal_lines(res)))
     if gpu is not None:

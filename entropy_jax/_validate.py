@@ -315,6 +315,16 @@ def flag_out_dir(field: str, path) -> Path:
     return p
 
 
+MAX_SEED = 2**63 - 1  # seeds become numpy/JAX uint64 keys
+
+
+def flag_resume_file(path: Path, resume: bool) -> None:
+    """A damaged partial-results file of an interrupted run is named here (with the way out), not deep in the
+    resume logic."""
+    if resume and path.exists():
+        flag_json_file("resume", path, "Delete the file or pass --no-resume.")
+
+
 def flag_json_file(field: str, path: Path, way_out: str) -> Any:
     """An existing JSON file a run will reuse (a partial result, an earlier output): read here,
     before any work, so a damaged one is named with the flag that leads to it and `way_out`

@@ -38,8 +38,8 @@ import numpy as np
 import tyro
 
 import entropy_jax.llm as llm
-from launch import distributed
-from launch._common import write_json
+from entropy_jax import runtime
+from entropy_jax.stores import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Config:
     tensor: int = 1
     """Mesh axis: attention heads, MLP columns and vocabulary."""
     distributed: bool = False
-    """Force jax.distributed.initialize(); without it the environment decides (launch/distributed.py)."""
+    """Force jax.distributed.initialize(); without it the environment decides (entropy_jax.runtime.initialize)."""
     out: Path | None = None
     """Write the result as JSON to this file."""
 
@@ -91,8 +91,8 @@ def main(config: Config) -> dict:
 
     Returns the result: completion, tokens, per-token entropy and log-prob (nats), settings, timings."""
     # before any JAX computation, so that the mesh spans every host's devices
-    distributed.initialize(config.distributed or None)
-    mesh = distributed.mesh_from_flags(config.data, config.fsdp, config.tensor)
+    runtime.initialize(config.distributed or None)
+    mesh = runtime.mesh_from_flags(config.data, config.fsdp, config.tensor)
     lm = llm.load(config.model, dtype=config.dtype, mesh=mesh)
 
     def run() -> tuple[llm.Generation, float]:
@@ -147,5 +147,11 @@ def main(config: Config) -> dict:
     return result
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.generate` in a checkout; installed: `entropy-jax-generate`)."""
+    runtime.configure()
+    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

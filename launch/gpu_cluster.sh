@@ -22,7 +22,7 @@ Usage:
   launch/gpu_cluster.sh multinode NAME [ARGS...]
 
 Runs 'python -m launch.NAME ARGS...' as one JAX job over several GPU nodes, with
-ENTROPY_JAX_DISTRIBUTED=1 so launch/distributed.py calls jax.distributed.initialize(); the mesh
+ENTROPY_JAX_DISTRIBUTED=1 so entropy_jax.runtime.initialize() calls jax.distributed.initialize(); the mesh
 flags (--data / --fsdp / --tensor, one may be -1) then describe one mesh over all GPUs.
 
 slurm      inside an allocation (sbatch or salloc): srun starts the processes; the coordinator is

@@ -29,14 +29,12 @@ import numpy as np
 import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import data as data_lib
-from entropy_jax import nmf, plots
+from entropy_jax import configs, plots, runtime
 from entropy_jax.nmf import study
-from launch._common import Partial, data_mesh, write_json
-
-DATASETS = ("lfw", "digits", "bars", "swimmer")
-LOSSES = ("kl", "frobenius")
-MAX_SEED = 2**63 - 1
+from entropy_jax.nmf.inputs import check_common, load_checked
+from entropy_jax.nmf.report import rank_scan_markdown as markdown
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,53 +53,9 @@ class Config:
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     """Resize for folder data."""
-    out: Path = Path("results/nmf")
-    resume: bool = True
-    progress: bool = True
-
-
-def load_data(name: str, size: tuple[int, int] = (50, 50)) -> data_lib.ImageSet:
-    return data_lib.load(name, size=tuple(size)) if name.startswith("folder:") else data_lib.load(name)
-
-
-def check_data_flag(field: str, value: str) -> None:
-    """--data: a shipped set or folder:PATH with an existing folder (its files are read later)."""
-    if value.startswith("folder:"):
-        folder = Path(value.split(":", 1)[1]).expanduser()
-        if not folder.is_dir():
-            raise check.flag_error(field, f"folder:PATH needs an existing folder; {folder} is not one", value)
-    elif value not in DATASETS:
-        raise check.flag_error(field, f"must be one of {', '.join(DATASETS)} or folder:PATH", value)
-
-
-def check_common(config, *, seeds_min: int) -> None:
-    """The flags nmf_rank and nmf_stability share."""
-    check_data_flag("data", config.data)
-    check.flag_int("seeds", config.seeds, lo=seeds_min)
-    check.flag_float("noise", config.noise, 0.0, 1.0)
-    check.flag_int("n_iter", config.n_iter, lo=1)
-    check.flag_choice("loss", config.loss, LOSSES)
-    check.flag_int("seed", config.seed, 0, MAX_SEED)
-    if len(config.size) != 2:
-        raise check.flag_error("size", "must be two integers HEIGHT WIDTH", config.size)
-    check.flag_ints("size", config.size, lo=1, distinct=False)
-    check.flag_out_dir("out", config.out)
-
-
-def load_checked(config, max_rank: int, rank_flag: str, rank_value) -> data_lib.ImageSet:
-    """Loads --data and checks it (finite, in [0, 1], not all zero; rank ≤ min(P.shape)) before
-    anything is written; every failure is a ConfigError naming the flag."""
-    try:
-        images = load_data(config.data, config.size)
-        nmf.check_input(images.P)
-        check.in_unit_interval("P", images.P)  # pixel-flip noise maps x to 1 - x
-    except (ValueError, OSError) as e:
-        raise check.ConfigError(f"--data: {e} (got {config.data!r})") from None
-    limit = min(images.P.shape)
-    if max_rank > limit:
-        raise check.flag_error(rank_flag, f"rank {max_rank} exceeds min(pixels, images) = {limit} of "
-                                          f"{images.name} ({images.P.shape[0]} × {images.P.shape[1]})", rank_value)
-    return images
+    out: Path = configs.runtime(Path("results/nmf"))
+    resume: bool = configs.runtime(True)
+    progress: bool = configs.runtime(True)
 
 
 def check_config(config: Config) -> list[int]:
@@ -111,36 +65,9 @@ def check_config(config: Config) -> list[int]:
     return check.flag_parse("ranks", study.parse_ranks, config.ranks)
 
 
-def check_resume_file(path: Path, resume: bool) -> None:
-    """A damaged partial file is named here (with the way out), not deep in the resume logic."""
-    if resume and path.exists():
-        check.flag_json_file("resume", path, "Delete the file or pass --no-resume.")
-
-
 def run_settings(config: Config) -> dict:
-    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
-
-
-def markdown(result: dict) -> str:
-    s = result["settings"]
-    rc = result["effective_rank"]
-    lines = [
-        f"Data `{result['data']}` ({result['shape'][0]}×{result['shape'][1]} pixels, {result['n_images']} images), "
-        f"{s['seeds']} seeds × {s['n_iter']} {s['loss']} iterations per rank, noise ξ = {s['noise']:g}.",
-        "",
-        f"Effective rank R_c(τ = {s['tau']:g}): {rc['weighted']} (p(π, i)-weighted violations), "
-        f"{rc['unweighted']} (unweighted).",
-        "",
-        "| R | violations (weighted) | explained variance | cophenetic | dispersion | seed distance | S_i ≤ Ŝ_i | H(π|b) | Hoyer |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["per_rank"]:
-        lines.append(
-            f"| {r['rank']} | {r['v_weighted']['mean']:.4f} | {r['explained_variance']['mean']:.3f} "
-            f"| {r['cophenetic']:.3f} | {r['dispersion']:.3f} | {r['stability']['mean']:.3f} "
-            f"| {100 * r['smoothing']['mean']:.0f}% | {r['basis_entropy']['mean']:.2f} | {r['hoyer']['mean']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+    """The settings that determine the numbers (a saved partial run is reused only if equal)."""
+    return configs.settings(config)
 
 
 def main(config: Config) -> dict:
@@ -151,7 +78,7 @@ def main(config: Config) -> dict:
     ranks = check_config(config)
     images = load_checked(config, max(ranks), "ranks", config.ranks)
     out = Path(config.out).expanduser()
-    check_resume_file(out / "rank_scan.partial.json", config.resume)
+    check.flag_resume_file(out / "rank_scan.partial.json", config.resume)
     out.mkdir(parents=True, exist_ok=True)
     partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
     result = study.rank_scan(
@@ -170,17 +97,23 @@ def main(config: Config) -> dict:
     )
     result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
     write_json(out / "rank_scan.json", result)
-    plt = plots._plt()
+    plt = plots.pyplot()
     plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
     partial.finish()
     return result
 
 
-if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.nmf_rank` in a checkout; installed: `entropy-jax-nmf-rank`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     try:
         res = main(cfg)
     except check.ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
+
+
+if __name__ == "__main__":
+    cli()

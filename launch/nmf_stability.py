@@ -27,10 +27,11 @@ import numpy as np
 import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import plots
+from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
-from launch._common import write_json
-from launch.nmf_rank import check_common, load_checked
+from entropy_jax.nmf.inputs import check_common, load_checked
+from entropy_jax.nmf.report import stability_markdown as markdown
+from entropy_jax.stores import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,21 +48,6 @@ class Config:
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     out: Path = Path("results/nmf")
-
-
-def markdown(result: dict) -> str:
-    h = result["halves"]["matched_distance"]
-    c = result["noise_curve"]
-    sm = result["smoothing"]
-    curve = ", ".join(f"ξ = {x:g}: {m:.3f}" for x, m in zip(c["levels"], c["mean"]))
-    return (
-        f"Rank {result['rank']}: clean half ({result['halves']['sizes'][0]} images) vs half with noise "
-        f"ξ = {result['noise']:g} ({result['halves']['sizes'][1]} images), another seed. Matched cosine "
-        f"distance: mean {h['mean']:.3f}, median {h['median']:.3f}, max {h['max']:.3f}.\n\n"
-        f"Clean vs noisy fits of all images (mean over {result['settings']['seeds']} seeds): {curve}.\n\n"
-        f"Entropy: {100 * sm['fraction_S_le_S_hat']:.0f}% of images have S_i ≤ Ŝ_i "
-        f"(mean S = {sm['mean_S']:.3f}, mean Ŝ = {sm['mean_S_hat']:.3f} nats).\n"
-    )
 
 
 def check_config(config: Config) -> None:
@@ -96,7 +82,7 @@ def main(config: Config) -> dict:
     result |= {"data": images.name, "shape": list(images.shape)}
     write_json(out / "stability.json", result)
     np.savez_compressed(out / "stability_arrays.npz", **arrays)
-    plt = plots._plt()
+    plt = plots.pyplot()
     title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
              f"{config.noise:g} (another seed); sorted by cosine distance d")
     plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
@@ -108,11 +94,17 @@ def main(config: Config) -> dict:
     return result
 
 
-if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.nmf_stability` in a checkout; installed: `entropy-jax-nmf-stability`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
     try:
         res = main(cfg)
     except check.ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
+
+
+if __name__ == "__main__":
+    cli()

@@ -13,6 +13,10 @@ _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
+# Launchers run as subprocesses (`python -m launch.…`) would keep compiled programs in the user's cache
+# (entropy_jax.runtime.configure); tests stay hermetic.
+os.environ.setdefault("ENTROPY_JAX_COMPILATION_CACHE", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 # `launch/` and `bench/` (reference implementations) are imported from the repository root.
 if str(ROOT) not in sys.path:

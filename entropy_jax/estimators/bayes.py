@@ -13,7 +13,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 from entropy_jax.estimators.priors import mixture_params
 
 __all__ = [
@@ -47,7 +47,7 @@ def dirichlet_posterior_mean(counts: jax.Array, alpha: jax.Array) -> jax.Array:
     """
     _validate.counts("counts", counts)
     _check_dirichlet(jnp.shape(counts)[-1], alpha)
-    m = _as_float(counts)
+    m = as_float(counts)
     alpha = jnp.broadcast_to(jnp.asarray(alpha, m.dtype), m.shape[-1:])
     out = (m + alpha) / (m.sum(-1, keepdims=True) + alpha.sum())
     return _validate.poison(out, ~jnp.all(alpha > 0))
@@ -112,7 +112,7 @@ def dirichlet_mixture_posterior_mean(
     """
     _validate.counts("counts", counts)
     _check_mixture(jnp.shape(counts)[-1], log_weights, alphas, max_count=max_count)
-    m = _as_float(counts)
+    m = as_float(counts)
     alphas = jnp.asarray(alphas, m.dtype)
     log_weights = jnp.asarray(log_weights, m.dtype)
     total_m = m.sum(-1)  # (...,)

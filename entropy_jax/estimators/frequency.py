@@ -10,7 +10,8 @@ from entropy_jax import _validate
 __all__ = ["regularized_ml", "uniform"]
 
 
-def _as_float(m: jax.Array) -> jax.Array:
+def as_float(m: jax.Array) -> jax.Array:
+    """`m` as an array of at least the default float dtype (counts may be integers)."""
     m = jnp.asarray(m)
     return m.astype(jnp.promote_types(m.dtype, jnp.result_type(float)))
 
@@ -39,7 +40,7 @@ def regularized_ml(counts: jax.Array, b: float | jax.Array = 1.0) -> jax.Array:
     """
     _validate.counts("counts", counts)
     _check_ml(jnp.shape(counts)[-1], b)
-    m = _as_float(counts)
+    m = as_float(counts)
     b = jnp.asarray(b, m.dtype)[..., None]
     n = m.shape[-1]
     return _validate.poison((m + b) / (m.sum(-1, keepdims=True) + n * b), ~(b >= 0))
@@ -48,5 +49,5 @@ def regularized_ml(counts: jax.Array, b: float | jax.Array = 1.0) -> jax.Array:
 def uniform(counts: jax.Array) -> jax.Array:
     """The data-free MaxEnt solution q_k = 1/n, shaped like `counts`: the symmetry baseline."""
     _validate.counts("counts", counts)
-    m = _as_float(counts)
+    m = as_float(counts)
     return jnp.full(m.shape, 1.0 / m.shape[-1], m.dtype)

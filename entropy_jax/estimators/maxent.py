@@ -38,7 +38,7 @@ import numpy as np
 from jax import lax
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 
 __all__ = [
     "MaxEntFit",
@@ -142,7 +142,7 @@ def _poison_fit(fit: MaxEntFit, bad: jax.Array) -> MaxEntFit:
     )
 
 
-def _moments_1d(gamma: jax.Array, u: jax.Array):
+def moments_1d(gamma: jax.Array, u: jax.Array):
     """Mean and variance of u under q ∝ exp(−γu), for u ∈ [−1, 1] attaining both −1 and 1."""
     # max_k(−γ u_k) = |γ|, attained at an extreme: a shift that never overflows.
     e = jnp.exp(-gamma[..., None] * u - jnp.abs(gamma)[..., None])
@@ -194,7 +194,7 @@ def solve_beta(
     """
     _validate.encoding("z", z)
     max_iter = _validate.positive_int("max_iter", max_iter)
-    z = _as_float(z)
+    z = as_float(z)
     mu = jnp.asarray(mu, z.dtype)
     u, center, scale = standardize(z)
     n = u.shape[0]
@@ -208,11 +208,11 @@ def solve_beta(
     hi = jnp.maximum(jnp.log(2.0 * (n - 1) / (1.0 + t)) / (us[1] - us[0]), 0.0)
     lo = jnp.minimum(-jnp.log(2.0 * (n - 1) / (1.0 - t)) / (us[-1] - us[-2]), 0.0)
     # Linear response around γ = 0 as the first guess: mean(γ) ≈ ū − γ Var₀(u).
-    mean0, var0, _ = _moments_1d(jnp.zeros_like(t), u)
+    mean0, var0, _ = moments_1d(jnp.zeros_like(t), u)
     gamma = jnp.clip((mean0 - t) / var0, lo, hi)
 
     def resid(g):
-        mean, var, _ = _moments_1d(g, u)
+        mean, var, _ = moments_1d(g, u)
         return mean - t, var
 
     r, var = resid(gamma)
@@ -243,7 +243,7 @@ def solve_beta(
 
 
 def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> MaxEntFit:
-    m = _as_float(counts)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     mu = (m @ z) / m.sum(-1)
     degenerate = degenerate_first_moment(counts, z)
@@ -359,7 +359,7 @@ def maxent_moments(
     """
     _validate.counts("counts", counts)
     _check_features(jnp.shape(counts)[-1], features, max_iter=max_iter, tol=tol)
-    m = _as_float(counts)
+    m = as_float(counts)
     phi = jnp.asarray(features, m.dtype)
     eps = jnp.finfo(m.dtype).eps
     tol = 1e3 * eps if tol is None else tol
@@ -444,7 +444,7 @@ def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) 
     """
     _validate.counts("counts", counts)
     _check_two_moments(jnp.shape(counts)[-1], z, max_iter=max_iter)
-    m = _as_float(counts)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     u = standardize(z).u  # the square of a centred encoding is better conditioned
     degenerate = degenerate_two_moments(counts, z)

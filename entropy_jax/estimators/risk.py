@@ -42,10 +42,10 @@ from entropy_jax.estimators.bayes import (
     dirichlet_posterior_mean,
 )
 from entropy_jax.estimators.maxent import (
-    _moments_1d,
     degenerate_first_moment,
     degenerate_two_moments,
     maxent_two_moments,
+    moments_1d,
     solve_beta,
     standardize,
 )
@@ -369,7 +369,7 @@ def _solve_chunk(mu, z):
 
 @jax.jit
 def _moments_chunk(gamma, u):
-    return _moments_1d(gamma, u)
+    return moments_1d(gamma, u)
 
 
 def _map_unique(fn, values: np.ndarray, *args) -> tuple[np.ndarray, ...]:

@@ -598,7 +598,7 @@ def error_detection_report(
       ``prr_50`` (max_rejection 0.5: ``prr_0.5_normalized``), ``aurc`` (LM-Polygraph's ``rcc-auc``)
       and ``aurc_ci``, ``ci_level``, ``n_boot`` and ``n_boot_dropped`` (one-class resamples,
       NaN for ROC-AUC and PRR). Values are Python floats/ints and lists; undefined values (one
-      class: ROC-AUC, PRR and their intervals) are NaN, which ``launch._common.write_json``
+      class: ROC-AUC, PRR and their intervals) are NaN, which ``entropy_jax.stores.write_json``
       writes as null.
     """
     c = _binary("correct", correct)

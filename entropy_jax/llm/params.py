@@ -158,18 +158,20 @@ def iter_gguf(parsed, config: LlmConfig) -> Iterator[tuple[str, np.ndarray]]:
 
 
 # --------------------------------------------------------------------------------------------- conversion
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    """{"layers.0.attn.q.kernel": leaf, …}: a nested params mapping as one level of dotted paths."""
     out = {}
     for k, v in tree.items():
         path = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(_flatten(v, path + "."))
+            out.update(flatten(v, path + "."))
         else:
             out[path] = v
     return out
 
 
-def _unflatten(flat: Mapping[str, object], like: Mapping) -> dict:
+def unflatten(flat: Mapping[str, object], like: Mapping) -> dict:
+    """The inverse of `flatten`: dotted paths back into the nesting of `like`."""
     def build(node, prefix):
         return {k: build(v, f"{prefix}{k}.") if isinstance(v, Mapping) else flat[f"{prefix}{k}"]
                 for k, v in node.items()}
@@ -191,7 +193,7 @@ def convert(
     tensor at a time lives on the host. Raises `CheckpointError` listing every unmatched key, unfilled
     parameter, shape mismatch and non-finite tensor.
     """
-    targets = _flatten(abstract_params)
+    targets = flatten(abstract_params)
     place = place or (lambda path, a: jax.device_put(a))
     filled: dict[str, jax.Array] = {}
     unmatched, bad_shape, non_finite, dropped = [], [], [], []
@@ -232,4 +234,4 @@ def convert(
         problems.append(f"non-finite (NaN/inf) or non-float weights: {non_finite}")
     if problems:
         raise CheckpointError("; ".join(problems))
-    return _unflatten(filled, abstract_params)
+    return unflatten(filled, abstract_params)

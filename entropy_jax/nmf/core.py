@@ -226,7 +226,9 @@ def _fit_impl(P, B0, W0, *, n_iter: int, kind: str, trace_every: int = 1) -> NMF
 _fit_from = jax.jit(_fit_impl, static_argnames=("n_iter", "kind", "trace_every"))
 
 
-def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+def fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+    """One fit from `init` ("random": `init_random(key, ...)`, else `init_nndsvda`), traceable (no argument
+    checks): the body that `fit` jits and that studies vmap over keys."""
     if init == "random":
         B0, W0 = init_random(key, P, rank)
     else:
@@ -234,7 +236,7 @@ def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_e
     return _run(P, B0, W0, n_iter, kind, trace_every)
 
 
-_fit_init = jax.jit(_fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
+_fit_init = jax.jit(fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
 
 
 def _check_rank(P, rank) -> int:

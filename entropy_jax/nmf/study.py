@@ -89,7 +89,7 @@ def _seed_mesh_keys(keys: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Arra
 def _scan_one_rank(P, fit_keys, noise_keys, xi, *, rank_: int, n_iter: int, kind: str):
     def one(fit_key, noise_key):
         data = perturb.flip_noise(noise_key, P, xi)  # ξ = 0 flips nothing
-        res = core._fit_seeded(data, fit_key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
+        res = core.fit_seeded(data, fit_key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
                                trace_every=n_iter)
         v = rank.predictability_violations(data, res.B, res.W)
         return {
@@ -210,8 +210,8 @@ def rank_scan(
 
 @functools.partial(jax.jit, static_argnames=("rank_", "n_iter", "kind"))
 def _fit_pair(PA, PB, key_a, key_b, *, rank_: int, n_iter: int, kind: str):
-    a = core._fit_seeded(PA, key_a, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
-    b = core._fit_seeded(PB, key_b, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
+    a = core.fit_seeded(PA, key_a, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
+    b = core.fit_seeded(PB, key_b, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
     return a, b, match.match(a.B, b.B)
 
 
@@ -220,12 +220,12 @@ def _noise_curve(P, keys, noise_keys, levels, *, rank_: int, n_iter: int, kind: 
     """Matched distance between a clean fit and fits on noisy copies, per level and seed."""
 
     def per_seed(key, noise_key):
-        clean = core._fit_seeded(P, key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
+        clean = core.fit_seeded(P, key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
                                  trace_every=n_iter)
 
         def per_level(xi):
             noisy = perturb.flip_noise(noise_key, P, xi)
-            other = core._fit_seeded(noisy, jax.random.fold_in(key, 1), rank=rank_, n_iter=n_iter,
+            other = core.fit_seeded(noisy, jax.random.fold_in(key, 1), rank=rank_, n_iter=n_iter,
                                      kind=kind, init="random", trace_every=n_iter)
             return jnp.mean(match.match(clean.B, other.B).distances)
 
@@ -285,7 +285,7 @@ def stability_study(
         _noise_curve(P, jax.random.split(k_curve, seeds), jax.random.split(k_curve_noise, seeds),
                      jnp.asarray(levels, P.dtype), rank_=int(rank_), n_iter=int(n_iter), kind=loss)
     )
-    clean = core._fit_seeded(P, k_a, rank=int(rank_), n_iter=int(n_iter), kind=loss, init="random",
+    clean = core.fit_seeded(P, k_a, rank=int(rank_), n_iter=int(n_iter), kind=loss, init="random",
                              trace_every=int(n_iter))
     smooth = jax.device_get(diagnostics.smoothing(P, clean.B, clean.W))
     distances = np.asarray(m.distances)

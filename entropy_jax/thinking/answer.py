@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from entropy_jax.llm import scoring
-from entropy_jax.thinking.traces import THINK_CLOSE, THINK_OPEN, chat, thinking_tokens
+from entropy_jax.llm import prompts, scoring
+from entropy_jax.llm.prompts import chat
+from entropy_jax.llm.traces import THINK_CLOSE, THINK_OPEN, thinking_tokens
 
 TRACE_HEADER = "Here is a step-by-step analysis of the question:"
 TRACE_REMINDER = "Now reply with the {kind} of the correct option only ({labels}), nothing else."
@@ -59,8 +60,8 @@ def trace_place(tokenizer, place: str = "auto") -> str:
 
 
 def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: str | None) -> str:
-    labels = scoring.option_labels(len(q.options), style)
-    user = scoring.question_text(q.question, q.options, labels, style)
+    labels = prompts.option_labels(len(q.options), style)
+    user = prompts.question_text(q.question, q.options, labels, style)
     if place == "think":
         if trace is None:
             return chat(tokenizer, user, system=system, enable_thinking=False)
@@ -72,10 +73,9 @@ def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: 
         head = chat(tokenizer, user, system=system)
         return head + ("" if trace is None else trace.strip() + "\n") + ANSWER_CUE
     if trace is None:
-        return scoring.render(tokenizer, q.question, q.options, style=style, system=system)
-    kind = "letter" if style == "letters" else "number"
-    listing = ", ".join(labels[:-1]) + f" or {labels[-1]}"
-    user += f"\n\n{TRACE_HEADER}\n{trace.strip()}\n\n" + TRACE_REMINDER.format(kind=kind, labels=listing)
+        return prompts.render(tokenizer, q.question, q.options, style=style, system=system)
+    user += f"\n\n{TRACE_HEADER}\n{trace.strip()}\n\n" + TRACE_REMINDER.format(kind=prompts.label_kind(style),
+                                                                               labels=prompts.label_listing(labels))
     return chat(tokenizer, user, system=system)
 
 
@@ -132,12 +132,12 @@ def score(lm, questions, traces: dict, *, context: int | None = None, place: str
     if lm.tokenizer is None:
         raise ValueError(f"{lm.source} has no tokenizer; answerers read text prompts")
     ctx = min(context or lm.config.max_position_embeddings, lm.config.max_position_embeddings)
-    prompts = []
+    made = []
     for q in questions:
         t = traces.get(q.id)
-        prompts.append(answer_prompt(lm.tokenizer, q, None if t is None else t.text, context=ctx, place=place,
-                                     style=style, system=system))
-    labels = [scoring.label_token_ids(lm.tokenizer, p.text, scoring.option_labels(len(q.options), style))
-              for p, q in zip(prompts, questions)]
-    scored = scoring.score_batch(lm, [p.text for p in prompts], labels, pad_to=pad_to)
-    return list(zip(prompts, scored))
+        made.append(answer_prompt(lm.tokenizer, q, None if t is None else t.text, context=ctx, place=place,
+                                  style=style, system=system))
+    labels = [scoring.label_token_ids(lm.tokenizer, p.text, prompts.option_labels(len(q.options), style))
+              for p, q in zip(made, questions)]
+    scored = scoring.score_batch(lm, [p.text for p in made], labels, pad_to=pad_to)
+    return list(zip(made, scored))

@@ -1,25 +1,16 @@
 """Held-out accuracy of (fine-tuned) params with Chapter 3's answer-only scoring.
 
-`with_params(lm, params)` is `lm` with other weights but the same compiled programs (the jitted forward
-takes the params as an argument), so evaluating after every epoch of every run of a sweep compiles once.
+Evaluate trained weights with `answer_accuracy(lm.with_params(params), ...)`: `LanguageModel.with_params` is
+`lm` with other weights but, on purpose, the same compiled programs (the jitted forward takes the params as an
+argument), so evaluating after every epoch of every run of a sweep compiles once.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import numpy as np
 
 from entropy_jax.eval import metrics as M
 from entropy_jax.llm import scoring
-
-
-def with_params(lm, params):
-    """A `LanguageModel` sharing `lm`'s tokenizer, config and compiled functions, holding `params` (cast to
-    `lm`'s dtype and placed like `lm.params`)."""
-    placed = jax.tree.map(lambda p, ref: jax.device_put(p.astype(ref.dtype), ref.sharding), params, lm.params)
-    return dataclasses.replace(lm, params=placed)
 
 
 def answer_accuracy(lm, questions, *, batch_size: int = 8, style: str = "letters", system: str | None = None,

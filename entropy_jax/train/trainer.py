@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from entropy_jax import configs
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import sharding as shd
 from entropy_jax.train import lora as lora_lib
@@ -34,7 +35,8 @@ from entropy_jax.train.examples import Tokenized
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the optimizer's total steps are derived from the data)."""
+    """Training settings (the optimizer's total steps are derived from the data). Fields declared with
+    `configs.runtime` (checkpoint cadence) do not change the trained weights; a resume compares all others."""
 
     epochs: int = 3
     micro_batch: int = 4
@@ -55,12 +57,12 @@ class TrainConfig:
     lora: lora_lib.LoraConfig | None = None
     """None = full fine-tuning."""
     seed: int = 0
-    save_every: int = 0
+    save_every: int = configs.runtime(0)
     """Checkpoint every N optimizer steps (0: only at epoch ends and on SIGTERM/SIGINT)."""
-    checkpoint_epochs: bool = True
+    checkpoint_epochs: bool = configs.runtime(True)
     """Checkpoint at every epoch end. Off for sweeps of short runs (a 135M model's state is 1.6 GB, seconds
     to write); `save_every` and the SIGTERM/SIGINT checkpoint still apply."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = configs.runtime(2)
     min_loss_slots: int = 0
     """Lower bound on K (loss positions per row, `packing.slot_bucket`): the runs of a sweep that set the same
     value share one compiled train step although their supervision differs."""

@@ -396,7 +396,7 @@ def test_public_api_is_exported():
 
 
 def test_report_and_reliability_are_written_by_launch_write_json(rng, tmp_path):
-    from launch._common import write_json
+    from entropy_jax.stores import write_json
 
     u, correct = _qa(rng, 40)
     result = {

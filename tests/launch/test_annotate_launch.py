@@ -7,6 +7,7 @@ import json
 import pytest
 
 from entropy_jax.data import mcqa
+from entropy_jax.eval import strata
 from launch import annotate_strata as an
 from launch import mcqa_entropy
 from tests.llm.conftest import build, char_tokenizer
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.entry
 def test_parse_takes_the_last_bracketed_rating_and_rejects_out_of_range():
     text = ("It needs arithmetic. [knowledge: yes] ... on reflection [Knowledge: NO] [reasoning: yes] "
             "[steps: medium] [confidence: 85%]")
-    assert an.parse(text) == {"knowledge": "no", "reasoning": "yes", "steps": "medium", "confidence": 85.0}
-    assert an.parse("[confidence: 140]")["confidence"] is None
-    assert an.parse("The answer is B.") == {"knowledge": None, "reasoning": None, "steps": None, "confidence": None}
+    assert strata.parse(text) == {"knowledge": "no", "reasoning": "yes", "steps": "medium", "confidence": 85.0}
+    assert strata.parse("[confidence: 140]")["confidence"] is None
+    assert strata.parse("The answer is B.") == {"knowledge": None, "reasoning": None, "steps": None, "confidence": None}
 
 
 @pytest.mark.parametrize("ratings, expected", [
@@ -31,7 +32,7 @@ def test_parse_takes_the_last_bracketed_rating_and_rejects_out_of_range():
     ({"knowledge": None, "reasoning": "yes"}, "unparsed"),
 ])
 def test_stratum_rule(ratings, expected):
-    assert an.stratum(ratings) == expected
+    assert strata.stratum(ratings) == expected
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_judge_modes_write_labels_and_metrics(setup, tmp_path, mode):
             assert r["judge_stratum"] in ("knowledge", "reasoning")
     else:  # a random model's text: labels are whatever parses (usually nothing); the raw text is kept
         assert all(isinstance(r["judge_output"], str) for r in rows)
-    assert "Judge replies parsed" in an.markdown(result)
+    assert "Judge replies parsed" in strata.markdown(result)
 
 
 def test_missing_scores_and_bad_mode(setup, tmp_path):

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from entropy_jax import _validate as check
+from entropy_jax.stores import Partial
 from launch import maxent_regimes, maxent_table1, reproduce
-from launch._common import Partial
 
 ROW_KEYS = {"M", "bayes_mixture", "bayes_single", "ml_bopt", "b_opt", "ml_b1", "maxent1",
             "maxent1_shrunk", "xi_opt"}

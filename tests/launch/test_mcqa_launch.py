@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from entropy_jax.data import mcqa
+from entropy_jax.eval import mcqa_run
+from entropy_jax.llm import scoring
 from launch import mcqa_entropy
 from tests.llm.conftest import build, char_tokenizer, reference
 
@@ -55,10 +57,10 @@ def test_writes_scores_metrics_figures_and_entropy_matches_transformers(setup, t
     assert saved["overall"]["n"] == 10 and set(saved["by_stratum"]) == {"knowledge", "reasoning"}
     assert saved["overall"]["accuracy"] == pytest.approx(np.mean([r["correct"] for r in rows]))
     assert saved["entropy_settings"]["temperature"] == 1.0 and saved["entropy_settings"]["units"] == "nats"
-    assert set(saved["overall"]["error_detection"]) == set(mcqa_entropy.SIGNALS)
+    assert set(saved["overall"]["error_detection"]) == set(mcqa_run.SIGNALS)
     for fig in ("entropy_hist.png", "reliability.png", "risk_coverage.png"):
         assert (tmp_path / fig).stat().st_size > 0
-    assert "| knowledge |" in mcqa_entropy.markdown(result)
+    assert "| knowledge |" in mcqa_run.markdown(result)
     # metrics again from scores.jsonl alone, without the model
     again = mcqa_entropy.main(_config(model, data, tmp_path, metrics_only=True))
     assert again["overall"]["accuracy"] == saved["overall"]["accuracy"]
@@ -69,7 +71,7 @@ def test_a_killed_run_resumes_to_the_same_file(setup, tmp_path, monkeypatch):
     mcqa_entropy.main(_config(model, data, tmp_path / "clean"))
     clean = (tmp_path / "clean" / "scores.jsonl").read_bytes()
 
-    real = mcqa_entropy.scoring.score_questions
+    real = scoring.score_questions
     calls = {"n": 0}
 
     def dies_on_second_batch(*args, **kwargs):
@@ -78,10 +80,10 @@ def test_a_killed_run_resumes_to_the_same_file(setup, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mcqa_entropy.scoring, "score_questions", dies_on_second_batch)
+    monkeypatch.setattr(scoring, "score_questions", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         mcqa_entropy.main(_config(model, data, tmp_path / "killed"))
-    monkeypatch.setattr(mcqa_entropy.scoring, "score_questions", real)
+    monkeypatch.setattr(scoring, "score_questions", real)
     path = tmp_path / "killed" / "scores.jsonl"
     assert len(path.read_text().splitlines()) == 4  # the first batch survived
     with path.open("a") as f:  # and a kill in the middle of writing the next one

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from entropy_jax import _validate as check
+from entropy_jax.stores import Partial
 from launch import nmf_rank, nmf_stability
-from launch._common import Partial
 
 
 @pytest.mark.entry

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from entropy_jax.data import mcqa
+from entropy_jax.thinking import matrix
 from launch import thinker_answerer as ta
 from tests.thinking.test_thinking import thinking_model
 from tests.train.conftest import tiny_chat_model
@@ -45,7 +46,7 @@ def test_matrix_end_to_end_resume_and_cache(model_dirs, tmp_path, monkeypatch):
     np.testing.assert_allclose(mat["column_means"], acc.mean(0))
     for i, t in enumerate(th):
         for j, a in enumerate(an):
-            f = out / "pairs" / f"{ta.tr.file_name(t)}__{ta.tr.file_name(a)}.jsonl"
+            f = matrix.pair_path(out, t, a)
             rows = [json.loads(line) for line in f.read_text().splitlines()]
             assert [r["id"] for r in rows] == [q.id for q in mcqa.load("demo", limit=6)]
             assert acc[i, j] == pytest.approx(np.mean([r["correct"] for r in rows]))
@@ -57,12 +58,12 @@ def test_matrix_end_to_end_resume_and_cache(model_dirs, tmp_path, monkeypatch):
     llama_t, qwen_t = table[model_dirs["llama"]], table[model_dirs["qwen3"]]
     assert llama_t["mode"] == "cot" and qwen_t["mode"] == "think"
     assert 0 < llama_t["mean_tokens"] <= 12 and llama_t["generated_tokens"] > 0 and llama_t["mean_entropy"] > 0
-    cache = out / "traces" / f"{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    cache = matrix.trace_path(out, model_dirs["llama"])
     assert len(cache.read_text().splitlines()) == 6
     assert first["generated_tokens"] == llama_t["generated_tokens"] + qwen_t["generated_tokens"]
 
     # kill mid-pair: drop the last batch of one pair and half a line; a re-run restores exactly that
-    victim = out / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    victim = matrix.pair_path(out, "gold", model_dirs["llama"])
     whole = victim.read_text()
     lines = whole.splitlines()
     victim.write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
@@ -89,7 +90,7 @@ def test_long_traces_are_truncated_and_recorded(model_dirs, tmp_path):
     cfg = _config(tmp_path / "cut", model_dirs, thinkers="gold,none", answerers=model_dirs["llama"], limit=4,
                   answer_context=400)
     summary = ta.main(cfg)
-    pair = tmp_path / "cut" / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    pair = matrix.pair_path(tmp_path / "cut", "gold", model_dirs["llama"])
     rows = [json.loads(line) for line in pair.read_text().splitlines()]
     cut = [r for r in rows if r["truncated"]]
     assert [r["id"] for r in cut] == ["reas-0001", "reas-0002"] and summary["matrix"]["truncated"][0][0] == 2
@@ -97,7 +98,7 @@ def test_long_traces_are_truncated_and_recorded(model_dirs, tmp_path):
         assert r["n_prompt_tokens"] <= 399 and r["dropped_tokens"] > 0
         assert f"the first {r['dropped_tokens']} tokens of this analysis were cut" in r["prompt"]
     assert summary["matrix"]["truncated"][1][0] == 0
-    assert "cut)" in ta.markdown(summary)
+    assert "cut)" in matrix.markdown(summary)
 
 
 def test_bad_inputs(model_dirs, tmp_path):

@@ -204,4 +204,4 @@ def test_an_unknown_loss_never_falls_back_to_another(rng):
     from entropy_jax.nmf import core
 
     with pytest.raises(ValueError, match="`loss` must be 'kl' or 'frobenius'; got 'l1'"):
-        core._fit_seeded(jnp.asarray(_stack(rng)[0]), jax.random.key(0), rank=2, n_iter=2, kind="l1", init="random")
+        core.fit_seeded(jnp.asarray(_stack(rng)[0]), jax.random.key(0), rank=2, n_iter=2, kind="l1", init="random")

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from entropy_jax.data import mcqa
-from entropy_jax.llm import scoring
+from entropy_jax.llm import prompts
 from entropy_jax.thinking import answer as ans
 from entropy_jax.thinking import traces as tr
 from tests.llm.conftest import build, char_tokenizer, reference
@@ -138,7 +138,7 @@ def test_thinking_mode_prompt_span_and_answer_placement(qwen_think, questions, t
 
 def test_assistant_and_user_placements(thinker, questions):
     tok, q = thinker.tokenizer, questions[1]
-    head = scoring.render(tok, q.question, q.options)  # the Chapter 3 prompt
+    head = prompts.render(tok, q.question, q.options)  # the Chapter 3 prompt
     # default for models without a thinking span: the trace opens the answerer's own turn, then the cue
     p = ans.answer_prompt(tok, q, "  First, 2 + 2 = 4. ", context=1024)
     assert p.place == "assistant" and p.text == head + "First, 2 + 2 = 4.\n" + ans.ANSWER_CUE
@@ -148,7 +148,7 @@ def test_assistant_and_user_placements(thinker, questions):
     assert ans.answer_prompt(tok, q, None, context=1024, place="user").text == head
     u = ans.answer_prompt(tok, q, "First, 2 + 2 = 4.", context=1024, place="user")
     user = u.text.split("<|im_start|>user\n")[1]
-    assert user.startswith(scoring.question_text(q.question, q.options, ("A", "B", "C", "D")))
+    assert user.startswith(prompts.question_text(q.question, q.options, ("A", "B", "C", "D")))
     assert f"{ans.TRACE_HEADER}\nFirst, 2 + 2 = 4.\n\nNow reply with the letter" in user
     assert u.text.endswith("<|im_start|>assistant\n")
     with pytest.raises(ValueError, match="trace place 'side'"):
