@@ -62,6 +62,8 @@ def test_cli_line_of_a_config_rebuilds_it(name):
 
 def test_every_console_script_is_a_launcher_cli():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    # the one script that is not a launcher: lm-eval's CLI with our backend registered
+    assert scripts.pop("entropy-jax-lm-eval") == "entropy_jax.eval.lm_eval:main"
     assert sorted(target.split(":")[0].rsplit(".", 1)[1] for target in scripts.values()) == sorted(LAUNCHERS)
     for name, target in scripts.items():
         module, func = target.split(":")
