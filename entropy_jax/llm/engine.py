@@ -262,6 +262,15 @@ def insert(graphdef, params, state, tokens_nr, lengths_n, slot_n, gen_n, budget_
     return state, {"token": token, "entropy": entropy, "log_prob": log_prob, "finished": finished}
 
 
+def step_mask(pos_n, done_n, cache_len: int) -> tuple[jax.Array, Mask]:
+    """The query slots [N] and attention mask of one decode step over all slots: a running slot queries its
+    pending token's slot over the cache slots ≤ it (its prompt starts at slot 0); an idle slot (done) queries
+    slot 0, so the key blocks the blockwise attention visits end at the longest live prefix among running
+    slots (`attention.key_block_ranges`), whatever the allocation `cache_len`."""
+    q = jnp.where(done_n, 0, pos_n).astype(jnp.int32)
+    return q, Mask.over_cache_slots(jnp.ones((q.shape[0], cache_len), bool), q[:, None])
+
+
 def chunk(graphdef, params, state, temperature, top_p, exit_on_finish, *, steps: int, greedy: bool,
           switch: int | None, constrain: Callable | None = None):
     """Up to `steps` decode steps over all slots (one `lax.while_loop`). Leaves early when no slot runs, when a
@@ -273,7 +282,6 @@ def chunk(graphdef, params, state, temperature, top_p, exit_on_finish, *, steps:
     model = nnx.merge(graphdef, params)
     n = state["token"].shape[0]
     s = state["cache"][0][0].shape[2]
-    kv_valid = jnp.ones((n, s), bool)  # a prompt starts at slot 0; slots above a query are hidden causally
 
     def blocked(st):
         return jnp.any(~st["done"] & (st["pos"] == switch)) if switch is not None else jnp.bool_(False)
@@ -285,10 +293,8 @@ def chunk(graphdef, params, state, temperature, top_p, exit_on_finish, *, steps:
     def body(carry):
         j, st, out, finished_any = carry
         active = ~st["done"]
-        # idle slots query slot 0 (their writes there are dead data), so they never widen the live key range
-        q = jnp.where(active, st["pos"], 0)
-        h, cache = model.hidden(st["token"][:, None], q[:, None], Mask.over_cache_slots(kv_valid, q[:, None]),
-                                st["cache"], slot=q, constrain=constrain,
+        q, mask = step_mask(st["pos"], st["done"], s)  # idle slots write dead data at slot 0
+        h, cache = model.hidden(st["token"][:, None], q[:, None], mask, st["cache"], slot=q, constrain=constrain,
                                 max_position=q if switch is not None else None)
         logits = model.project(h)[:, 0]
         token, entropy, log_prob = _emit(logits, st["key"], st["n_gen"], temperature, top_p, greedy)
