@@ -12,10 +12,10 @@ its position) and its n-th generated token at slot L + n − 1; every slot's liv
 
 **Device work** (pure functions of (params, slot state) pytrees, jitted once per shape, state buffers donated):
 
-- `_insert`: prefill a group of sequences [n, R] (right-padded to a length bucket R = `bucket(longest)`, rows to a
+- `insert`: prefill a group of sequences [n, R] (right-padded to a length bucket R = `bucket(longest)`, rows to a
   power of two), choose each one's next token, and scatter the rows' caches and state into their slots. New
   requests and longrope re-encodings (below) both go through it.
-- `_chunk`: up to `chunk` decode steps over all N slots in one `lax.while_loop`. A step feeds every running slot's
+- `chunk`: up to `chunk_steps` decode steps over all N slots in one `lax.while_loop`. A step feeds every running slot's
   pending token, records the next token's entropy and log-prob, and stops a slot at one of its stop ids or its
   budget. The loop leaves early when a slot finishes while requests wait (so the host can refill it), or when a
   longrope slot must be re-encoded. Finished and empty slots ride along (these are the wasted row-steps) but query
@@ -57,6 +57,24 @@ longrope switches a whole batch at once, as `generate.decode` does: only greedy 
 
 Stats (`Stats`): forward passes (prefill calls + decode steps), generated tokens, row-steps (slots × decode
 steps), wasted row-steps (row-steps that produced no kept token), prefill / decode seconds, tokens per second.
+
+**For callers** (the trace generator, `launch.generate`):
+
+- Build requests with `make_requests(lm, texts, chat=True, max_new_tokens=..., ids=question_ids,
+  stop_token_ids=...)` (or `Request(...)` from token ids); per-request stop ids carry e.g. `</think>` besides the
+  end of turn. Ids key the results and the sampling: use the stable id of the item (a question id).
+- Resumable runs: drop the ids already in the store before calling, and append + fsync each `Result` in
+  `on_result` (`Result.to_dict()` is JSON-ready); a killed run then loses only the requests still decoding,
+  and no finished request is generated twice. In a multi-process run every process runs the same scheduler and
+  calls `on_result` with the same results: write from process 0 only.
+- `Stats.to_dict()` has `forward_passes`, `generated_tokens`, `row_steps`, `wasted_row_steps`, `tokens_per_s`,
+  prefill/decode seconds and the trace counts of the call; `progress=True` shows a tqdm bar with tokens/s.
+- Shapes and compilations: one chunk program per (slots, cache length, number of stop ids, greedy/sampled,
+  chunk_steps) and one insert program per (rows bucket, length bucket), cached on the `LanguageModel`; pass a
+  fixed `cache_len` to share them across calls with different requests.
+- Cost of a step: the blockwise attention visits key blocks up to the longest live prefix among the running
+  slots, for every slot (one block range per step); a ragged/paged kernel reading each slot's own prefix would
+  cut attention reads further (not implemented).
 """
 
 from __future__ import annotations
@@ -515,7 +533,8 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
       policy: the order requests start in ("longest", "prompt", "fifo"; see the module docstring).
       chunk_steps: decode steps per compiled chunk at most (the host refills between chunks).
       cache_len: cache slots per decode slot (default: the longest prompt + budget, bucketed).
-      on_result: called with each `Result` as soon as its request finishes (in finishing order, once each).
+      on_result: called with each `Result` as soon as its request finishes (in finishing order, once each; on
+        every process of a multi-process run).
       progress: show a tqdm bar with tokens/s.
       decode_text: fill `Result.text` with the tokenizer.
     """
