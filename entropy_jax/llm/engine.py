@@ -648,6 +648,8 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
         out = jax.device_get(out)
         stats.decode_seconds += time.perf_counter() - t0
         steps = int(out["steps"])
+        if steps == 0:  # host and device disagree about which slots run: fail rather than spin
+            raise RuntimeError(f"engine: a decode chunk made no progress with slots {sorted(running)} running")
         stats.decode_steps += steps
         stats.row_steps += steps * n_slots
         stats.wasted_row_steps += steps * n_slots - int(out["valid"].sum())
