@@ -197,11 +197,12 @@ class Decoder(nnx.Module):
             self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
 
     def hidden(self, tokens_bt, positions_bt, mask, cache: KVCache | None = None, slot=None,
-               constrain: Callable | None = None):
+               constrain: Callable | None = None, max_position=None):
         """Final-norm hidden states [B, T, D] and the updated cache. `mask` is an `attention.Mask`
-        (`Mask.causal(valid_bt)`, `Mask.segments(segments_bt)`, `Mask.over_cache_slots(...)`)."""
+        (`Mask.causal(valid_bt)`, `Mask.segments(segments_bt)`, `Mask.over_cache_slots(...)`).
+        `max_position` ([B], optional) picks longrope factors per row (`rope.cos_sin`)."""
         x = self.embed(tokens_bt)
-        cos, sin = rope.cos_sin(self.config, positions_bt)
+        cos, sin = rope.cos_sin(self.config, positions_bt, max_position)
         new_cache = []
         for i, layer in enumerate(self.layers):
             if constrain is not None:

@@ -97,13 +97,17 @@ def cos_sin(config: LlmConfig, positions_bt: jax.Array, max_position: jax.Array 
     """cos, sin of shape [B, T, R] (float32) for integer positions [B, T].
 
     For longrope the long factors apply to the whole call once `max_position + 1` exceeds the original
-    context (transformers' rule); `max_position` defaults to the largest position in the call.
+    context (transformers' rule); `max_position` defaults to the largest position in the call. A [B]
+    `max_position` chooses the factors row by row (rows of a continuous-batching engine are independent
+    sequences, each switching when it alone crosses the original context).
     """
     short, long, scaling = inverse_frequencies(config)
     inv = jnp.asarray(short)
     if long is not None:
         original = config.rope.original_max_position_embeddings or config.max_position_embeddings
-        top = jnp.max(positions_bt) if max_position is None else max_position
+        top = jnp.max(positions_bt) if max_position is None else jnp.asarray(max_position)
+        if top.ndim == 1:
+            top = top[:, None, None]
         inv = jnp.where(top + 1 > original, jnp.asarray(long), inv)
     angles = positions_bt.astype(jnp.float32)[..., None] * inv
     angles = jnp.concatenate([angles, angles], axis=-1)
