@@ -114,16 +114,20 @@ class LanguageModel:
     _jits: dict = dataclasses.field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ sharding helpers
-    def _constrain(self):
+    def activation_constraint(self):
+        """Pins [B, T, D] activations to the batch sharding layer after layer (None without a mesh)."""
         if self.mesh is None:
             return None
         spec = NamedSharding(self.mesh, P(shd.BATCH, None, None))
         return lambda x: jax.lax.with_sharding_constraint(x, spec) if x.shape[0] % shd.batch_multiple(self.mesh) == 0 else x
 
-    def _param_shardings(self):
+    def param_shardings(self):
+        """The params pytree's shardings (as placed by `load`)."""
         return jax.tree.map(lambda a: a.sharding, self.params)
 
-    def _cache_sharding(self, batch, length):
+    def cache_sharding(self, batch, length):
+        """Per-layer (k, v) shardings of a KV cache [batch, K, length, hd]: rows over (data, fsdp), heads over
+        tensor (where they divide)."""
         spec = shd.fit_spec(P(shd.BATCH, "tensor", None, None),
                         (batch, self.config.num_kv_heads, length, self.config.head_dim), self.mesh)
         s = NamedSharding(self.mesh, spec)
@@ -133,7 +137,7 @@ class LanguageModel:
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
     # ------------------------------------------------------------------ jitted functions
-    def _jit(self, key, fn, shardings=None, *, donate: tuple[int, ...] = ()):
+    def jit(self, key, fn, shardings=None, *, donate: tuple[int, ...] = ()):
         """The jitted `fn`, made once per `key` and kept in this model's cache; every trace is counted in
         `trace_counts` under the key's name. With a mesh, `shardings()` gives (in_shardings, out_shardings)."""
         if key not in self._jits:
@@ -150,43 +154,43 @@ class LanguageModel:
         return self._jits[key]
 
     def _forward_jit(self):
-        constrain = self._constrain()
+        constrain = self.activation_constraint()
 
         def forward(params, tokens, mask):
             return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
 
         def shardings():
             b2 = shd.batch_sharding(self.mesh, 2)
-            return (self._param_shardings(), b2, b2), shd.batch_sharding(self.mesh, 3)
+            return (self.param_shardings(), b2, b2), shd.batch_sharding(self.mesh, 3)
 
-        return self._jit("forward", forward, shardings)
+        return self.jit("forward", forward, shardings)
 
     def _last_jit(self):
-        constrain = self._constrain()
+        constrain = self.activation_constraint()
 
         def last(params, tokens, mask):
             return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
 
         def shardings():
             b2 = shd.batch_sharding(self.mesh, 2)
-            return (self._param_shardings(), b2, b2), NamedSharding(self.mesh, P())
+            return (self.param_shardings(), b2, b2), NamedSharding(self.mesh, P())
 
-        return self._jit("last", last, shardings)
+        return self.jit("last", last, shardings)
 
     def _prefill_jit(self, batch, cache_len):
-        constrain = self._constrain()
+        constrain = self.activation_constraint()
 
         def prefill(params, tokens, mask):
             return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
 
         def shardings():
             b2 = shd.batch_sharding(self.mesh, 2)
-            return (self._param_shardings(), b2, b2), (b2, self._cache_sharding(batch, cache_len))
+            return (self.param_shardings(), b2, b2), (b2, self.cache_sharding(batch, cache_len))
 
-        return self._jit(("prefill", cache_len), prefill, shardings)
+        return self.jit(("prefill", cache_len), prefill, shardings)
 
     def _decode_jit(self, batch, cache_len, max_new_tokens, greedy, pad_id):
-        constrain = self._constrain()
+        constrain = self.activation_constraint()
 
         def decode(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
             return gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
@@ -196,12 +200,12 @@ class LanguageModel:
         def shardings():
             b1, b2 = shd.batch_sharding(self.mesh, 1), shd.batch_sharding(self.mesh, 2)
             rep = NamedSharding(self.mesh, P())
-            cache_s = self._cache_sharding(batch, cache_len)
+            cache_s = self.cache_sharding(batch, cache_len)
             # the small [B, N] results are replicated so every process (multi-host) can read them
-            return ((cache_s, self._param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
+            return ((cache_s, self.param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
                     ({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep}, cache_s))
 
-        return self._jit(("decode", cache_len, max_new_tokens, greedy, pad_id), decode, shardings, donate=(0,))
+        return self.jit(("decode", cache_len, max_new_tokens, greedy, pad_id), decode, shardings, donate=(0,))
 
     # ------------------------------------------------------------------ variants
     def with_params(self, params) -> LanguageModel:
@@ -245,7 +249,8 @@ class LanguageModel:
             what = f"{longest} prompt tokens" + (f" + {extra} new tokens" if extra else "")
             raise ValueError(f"{what} exceed the context window of {limit} positions")
 
-    def _pad_batch(self, b):
+    def pad_batch(self, b):
+        """Rows padded up to a multiple of the mesh's batch shards."""
         m = shd.batch_multiple(self.mesh)
         return -(-b // m) * m
 
@@ -259,7 +264,7 @@ class LanguageModel:
         ids, mask, _ = self._check_ids(input_ids, attention_mask)
         b, t = ids.shape
         self._check_length(int(mask.sum(1).max()))
-        tb, bb = bucket(t, self.config.max_position_embeddings), self._pad_batch(b)
+        tb, bb = bucket(t, self.config.max_position_embeddings), self.pad_batch(b)
         ids_p = np.zeros((bb, tb), np.int32)
         mask_p = np.zeros((bb, tb), bool)
         ids_p[:b, :t], mask_p[:b, :t] = ids, mask
@@ -279,7 +284,7 @@ class LanguageModel:
         self._check_length(int(lengths.max()), extra)
         b = len(token_lists)
         t = bucket(int(lengths.max()), self.config.max_position_embeddings - extra)
-        ids = np.zeros((self._pad_batch(max(b, batch or 0)), t), np.int32)
+        ids = np.zeros((self.pad_batch(max(b, batch or 0)), t), np.int32)
         mask = np.zeros(ids.shape, bool)
         for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
             ids[i, t - len(p):] = p

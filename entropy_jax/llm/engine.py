@@ -222,7 +222,7 @@ def _emit(logits_nv, key_data, index_n, temperature, top_p, greedy: bool):
     else:
         def draw(logits_v, kd, index):
             k = jax.random.fold_in(jax.random.wrap_key_data(kd), index)
-            return gen._choose(logits_v[None], k, temperature, top_p, False)[0]
+            return gen.choose(logits_v[None], k, temperature, top_p, False)[0]
 
         token = jax.vmap(draw)(logits_nv, key_data, index_n)
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits_nv, axis=-1), token[:, None], axis=-1)[:, 0]
@@ -348,7 +348,8 @@ def _row_bucket(n: int, slots: int, multiple: int) -> int:
 
 class _Engine:
     """The jitted functions of one (model, slots, cache length, sampling mode) and their shardings; built once
-    per shape and kept in `LanguageModel._jits`, so later calls with the same shapes do not recompile."""
+    per shape through the model's one jit factory (`LanguageModel.jit`, which counts traces), so later calls
+    with the same shapes do not recompile."""
 
     def __init__(self, lm, slots: int, cache_len: int, max_stops: int, greedy: bool, steps: int):
         self.lm, self.slots, self.cache_len, self.max_stops = lm, slots, cache_len, max_stops
@@ -357,7 +358,7 @@ class _Engine:
         self.mesh = lm.mesh
         self.key_shape = tuple(jax.random.key_data(jax.random.key(0)).shape)
         self.dtype = lm.dtype
-        self.constrain = lm._constrain()
+        self.constrain = lm.activation_constraint()
         self.multiple = shd.batch_multiple(self.mesh)
 
     # ----------------------------------------------------------- shardings
@@ -368,11 +369,7 @@ class _Engine:
         return None if self.mesh is None else NamedSharding(self.mesh, P())
 
     def state_shardings(self):
-        c = self.lm.config
-        spec = shd._fit(P(shd.BATCH, "tensor", None, None),
-                        (self.slots, c.num_kv_heads, self.cache_len, c.head_dim), self.mesh)
-        kv = NamedSharding(self.mesh, spec)
-        return {"cache": tuple((kv, kv) for _ in range(c.num_layers)), "token": self._batch(1),
+        return {"cache": self.lm.cache_sharding(self.slots, self.cache_len), "token": self._batch(1),
                 "pos": self._batch(1), "n_gen": self._batch(1), "budget": self._batch(1), "done": self._batch(1),
                 "stops": self._batch(2), "key": self._batch(1 + len(self.key_shape))}
 
@@ -384,66 +381,46 @@ class _Engine:
         return shd.place(array, self._replicated() if ndim_sharding is None else ndim_sharding)
 
     # ----------------------------------------------------------- jitted functions
-    def _jit(self, key, make):
-        jits = self.lm._jits
-        if key not in jits:
-            jits[key] = make()
-        return jits[key]
-
     def init(self):
         lm = self.lm
-        key = ("engine_init", self.slots, self.cache_len, self.max_stops)
 
-        def make():
-            def fn():
-                return init_state(lm.config, self.slots, self.cache_len, self.dtype, self.max_stops, self.key_shape)
+        def fn():
+            return init_state(lm.config, self.slots, self.cache_len, self.dtype, self.max_stops, self.key_shape)
 
-            return jax.jit(fn, **({} if self.mesh is None else {"out_shardings": self.state_shardings()}))
-
-        return self._jit(key, make)()
+        return lm.jit(("engine_init", self.slots, self.cache_len, self.max_stops), fn,
+                      lambda: ((), self.state_shardings()))()
 
     def insert_fn(self, rows: int, length: int):
         lm = self.lm
+
+        def fn(params, state, tokens, lengths, slot, gen_n, budget, stops, keys, temperature, top_p):
+            return insert(lm.graphdef, params, state, tokens, lengths, slot, gen_n, budget, stops, keys,
+                          temperature, top_p, greedy=self.greedy, per_row_rope=self.switch is not None,
+                          constrain=self.constrain)
+
+        def shardings():
+            rep, b1, b2 = self._replicated(), self._batch(1), self._batch(2)
+            st = self.state_shardings()
+            return ((lm.param_shardings(), st, b2, b1, b1, b1, b1, b2, self._batch(1 + len(self.key_shape)), rep,
+                     rep), (st, {"token": rep, "entropy": rep, "log_prob": rep, "finished": rep}))
+
         key = ("engine_insert", self.slots, self.cache_len, self.max_stops, self.greedy, rows, length)
-
-        def make():
-            def fn(params, state, tokens, lengths, slot, gen_n, budget, stops, keys, temperature, top_p):
-                lm._count("engine_insert")
-                return insert(lm.graphdef, params, state, tokens, lengths, slot, gen_n, budget, stops, keys,
-                              temperature, top_p, greedy=self.greedy, per_row_rope=self.switch is not None,
-                              constrain=self.constrain)
-
-            kw = {}
-            if self.mesh is not None:
-                rep, b1, b2 = self._replicated(), self._batch(1), self._batch(2)
-                st = self.state_shardings()
-                kw = {"in_shardings": (jax.tree.map(lambda a: a.sharding, lm.params), st, b2, b1, b1, b1, b1, b2,
-                                       self._batch(1 + len(self.key_shape)), rep, rep),
-                      "out_shardings": (st, {"token": rep, "entropy": rep, "log_prob": rep, "finished": rep})}
-            return jax.jit(fn, donate_argnums=(1,), **kw)
-
-        return self._jit(key, make)
+        return lm.jit(key, fn, shardings, donate=(1,))
 
     def chunk_fn(self):
         lm = self.lm
+
+        def fn(params, state, temperature, top_p, exit_on_finish):
+            return chunk(lm.graphdef, params, state, temperature, top_p, exit_on_finish, steps=self.steps,
+                         greedy=self.greedy, switch=self.switch, constrain=self.constrain)
+
+        def shardings():
+            rep = self._replicated()
+            out = {k: rep for k in ("token", "entropy", "log_prob", "valid", "steps", "done", "n_gen")}
+            return (lm.param_shardings(), self.state_shardings(), rep, rep, rep), (self.state_shardings(), out)
+
         key = ("engine_chunk", self.slots, self.cache_len, self.max_stops, self.greedy, self.steps)
-
-        def make():
-            def fn(params, state, temperature, top_p, exit_on_finish):
-                lm._count("engine_chunk")
-                return chunk(lm.graphdef, params, state, temperature, top_p, exit_on_finish, steps=self.steps,
-                             greedy=self.greedy, switch=self.switch, constrain=self.constrain)
-
-            kw = {}
-            if self.mesh is not None:
-                rep = self._replicated()
-                st = self.state_shardings()
-                out = {k: rep for k in ("token", "entropy", "log_prob", "valid", "steps", "done", "n_gen")}
-                kw = {"in_shardings": (jax.tree.map(lambda a: a.sharding, lm.params), st, rep, rep, rep),
-                      "out_shardings": (st, out)}
-            return jax.jit(fn, donate_argnums=(1,), **kw)
-
-        return self._jit(key, make)
+        return lm.jit(key, fn, shardings, donate=(1,))
 
 
 @dataclasses.dataclass
@@ -691,7 +668,7 @@ def _static(lm, reqs: list[Request], *, slots: int, sampling: gen.Sampling, seed
         g = lm.generate([list(r.prompt) for r in batch], max_new_tokens=n, temperature=sampling.temperature,
                         top_p=sampling.top_p, key=key, stop_token_ids=shared, decode_text=False)
         steps = int(g.seconds["decode_steps"])
-        rows = lm._pad_batch(len(batch))
+        rows = lm.pad_batch(len(batch))
         stats.prefill_seconds += g.seconds["prefill"]
         stats.decode_seconds += g.seconds["decode"]
         stats.prefill_passes += 1

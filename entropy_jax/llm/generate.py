@@ -100,7 +100,9 @@ def _step(model, cache, token_b, position_b, mask, slot, constrain):
     return model.project(h)[:, 0], cache
 
 
-def _choose(logits_bv, key, temperature, top_p, greedy: bool):
+def choose(logits_bv, key, temperature, top_p, greedy: bool):
+    """Next tokens [B] int32 from float32 logits [B, V]: argmax when `greedy`, else a draw from
+    softmax(logits / temperature) restricted to the nucleus of mass `top_p` (at least one token)."""
     if greedy:
         return jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
     scaled = logits_bv / temperature
@@ -143,7 +145,7 @@ def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, active_b, key
         return (i < n) & ~jnp.all(done)
 
     def emit(i, logits, done, out):
-        token = _choose(logits, jax.random.fold_in(key, i), temperature, top_p, greedy)
+        token = choose(logits, jax.random.fold_in(key, i), temperature, top_p, greedy)
         log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1)[:, 0]
         entropy = entropy_from_logits(logits)
         valid = ~done
