@@ -25,6 +25,10 @@ Prompt formats (`PromptFormat`, the `--prompt`, `--instruction`, `--fewshot` fla
   an instruction goes where lm-eval's `--system_instruction` goes (before the description, a blank line
   between them).
 
+Few-shot examples (`--fewshot FILE`, answered questions in the MCQA schema, file order): one with a `subject`
+is shown only before questions of that subject (so one file of MMLU's dev questions gives each subject its own
+examples, as lm-eval's per-subject MMLU tasks do), one without a subject before every question.
+
 The instruction (`INSTRUCTION` unless given; `none` = no instruction) may use the fields {kind}, {labels} and
 {example} (other braces are kept as written). The entropy read at the answer step and the label variants
 (" A" and "A", read off the rendered prompt: `llm.scoring.label_token_ids`) are the same in every format.
@@ -56,6 +60,7 @@ __all__ = [
     "chat_messages",
     "check_fewshot",
     "cot_prompt",
+    "examples_for",
     "label_kind",
     "label_listing",
     "messages",
@@ -119,7 +124,7 @@ def fill_instruction(instruction: str, labels: Sequence[str], style: str = "lett
 def question_block(question: str, options: Sequence[str], labels: Sequence[str], kind: str = "chat") -> str:
     """A question and its labelled options, no instruction, no answer cue. chat/plain: the question, a blank
     line, one "A. option" line per option (both stripped); mmlu: lm-eval's `doc_to_text` up to "Answer:" —
-    the stripped question, then "\nA. option" per option, options as given."""
+    the stripped question, then "\\nA. option" per option, options as given."""
     if kind == "mmlu":
         return question.strip() + "".join(f"\n{label}. {option}" for label, option in zip(labels, options))
     return "\n".join([question.strip(), ""] + [f"{label}. {option.strip()}" for label, option in zip(labels, options)])
@@ -178,6 +183,11 @@ class PromptFormat:
                 raise ValueError(f"--fewshot {fewshot}: the file holds no questions")
         return cls(kind, instruction, examples)
 
+    @classmethod
+    def of(cls, config) -> PromptFormat:
+        """The format of a run config's `prompt`, `instruction` and `fewshot` fields (`load`)."""
+        return cls.load(config.prompt, config.instruction, config.fewshot)
+
     def record(self) -> dict:
         """What a run adds to its settings beyond the flags: the few-shot examples' ids and a SHA-256 of their
         content (question, options, answer), so a resume notices an edited examples file. Empty without
@@ -215,15 +225,23 @@ def _labels(q, style: str) -> tuple[str, ...]:
     return option_labels(len(q.options), style)
 
 
+def examples_for(fmt: PromptFormat, q) -> tuple[Question, ...]:
+    """The few-shot examples shown before question `q`: an example with a subject only before questions of
+    that subject (lm-eval's MMLU takes each subject's examples from that subject's dev split), one without a
+    subject before every question; file order."""
+    subject = getattr(q, "subject", None)
+    return tuple(ex for ex in fmt.fewshot if ex.subject is None or ex.subject == subject)
+
+
 def prompt_messages(q, fmt: PromptFormat = DEFAULT_FORMAT, *, style: str = "letters",
                     system: str | None = None) -> list[dict]:
     """The chat turns of a chat-format prompt for question `q` (`.question`, `.options`): an optional system
-    turn, a user and an assistant turn per few-shot example, then the question's user turn; the instruction
-    (filled with `q`'s labels) opens the first user turn."""
+    turn, a user and an assistant turn per few-shot example (`examples_for`), then the question's user turn;
+    the instruction (filled with `q`'s labels) opens the first user turn."""
     if not fmt.chat:
         raise ValueError(f"prompt format {fmt.kind!r} has no chat turns; use prompt_text")
     turns = [{"role": "system", "content": system}] if system else []
-    for ex in fmt.fewshot:
+    for ex in examples_for(fmt, q):
         labels = _labels(ex, style)
         turns += [{"role": "user", "content": question_block(ex.question, ex.options, labels)},
                   {"role": "assistant", "content": labels[ex.answer]}]
@@ -236,8 +254,8 @@ def prompt_messages(q, fmt: PromptFormat = DEFAULT_FORMAT, *, style: str = "lett
 
 def prompt_text(q, fmt: PromptFormat, *, style: str = "letters", cue: bool = True) -> str:
     """The whole prompt of a plain or mmlu format for question `q` (`.question`, `.options`, and `.subject` for
-    the mmlu description): instruction, few-shot examples, the question, and `TEXT_CUE` ("\nAnswer:") unless
-    `cue` is False (callers that put text between the options and the cue)."""
+    the mmlu description): instruction, few-shot examples (`examples_for`), the question, and `TEXT_CUE`
+    ("\\nAnswer:") unless `cue` is False (callers that put text between the options and the cue)."""
     if fmt.chat:
         raise ValueError("a chat prompt is rendered by the chat template; use render_prompt or prompt_messages")
     labels = _labels(q, style)
@@ -249,7 +267,7 @@ def prompt_text(q, fmt: PromptFormat, *, style: str = "letters", cue: bool = Tru
     if head and not head[-1].isspace():
         head += "\n\n"
     shots = []
-    for ex in fmt.fewshot:
+    for ex in examples_for(fmt, q):
         ex_labels = _labels(ex, style)
         shots.append(question_block(ex.question, ex.options, ex_labels, fmt.kind) + TEXT_CUE + " "
                      + ex_labels[ex.answer] + "\n\n")
