@@ -51,6 +51,7 @@ from entropy_jax.data.mcqa import Question, option_labels
 
 __all__ = [
     "COT_INSTRUCTION",
+    "DEFAULT_FORMAT",
     "INSTRUCTION",
     "KINDS",
     "MMLU_DESCRIPTION",
