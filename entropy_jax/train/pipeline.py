@@ -12,9 +12,10 @@ splits them into a regular and a hard band; (2) teacher traces for the questions
 cached in `traces_cache`); (3) the policy's plan (`policy.plan`: who gets answer-only SFT, who CoT, in which
 order); (4) training (`trainer.fit`: one jitted step, Orbax checkpoints, exact resume), evaluating the held-out
 questions after every epoch with Chapter 3's answer-only scoring; (5) optionally the export of the result
-(`llm.export`). The answer-only prompt of steps 1, 3 and 4 has the format of `prompt`, `instruction` and
-`fewshot` (`llm.prompts.PromptFormat`, in the settings with the few-shot examples' content hash). Writes OUT/settings.json, gating.json, bands.json, plan.json, eval/epoch_*.json,
-train_log.jsonl, summary.json, checkpoints/ and final/.
+(`llm.export`). Writes OUT/settings.json, gating.json, bands.json, plan.json, eval/epoch_*.json,
+train_log.jsonl, summary.json, checkpoints/ and final/. The answer-only prompt of steps 1, 3 and 4 has the
+format of `prompt`, `instruction` and `fewshot` (`llm.prompts.PromptFormat`, in the settings with the few-shot
+examples' content hash).
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def test_each_format_written_out(tok, instruction, shots):
     assert prompts.render_prompt(tok, Q, fmt, system="S.") == "<|im_start|>system\nS.<|im_end|>\n" + _chat(*turns)
 
     plain = prompts.render_prompt(tok, Q, PromptFormat("plain", instruction, SHOTS[:shots]))
-    assert plain == head + "".join(f"{q}\nAnswer: {a}\n\n" for q, a in examples) + "What is 2 + 2?\n\nA. 3\nB. 4\nAnswer:"
+    assert plain == (head + "".join(f"{q}\nAnswer: {a}\n\n" for q, a in examples)
+                     + "What is 2 + 2?\n\nA. 3\nB. 4\nAnswer:")
 
     mmlu = prompts.render_prompt(tok, Q, PromptFormat("mmlu", instruction, SHOTS[:shots]))
     mmlu_examples = [("Is ice cold?\nA. yes\nB. no", "A"), ("Which is red?\nA. sky\nB. blood\nC. grass", "B")][:shots]
@@ -70,7 +71,8 @@ def test_examples_with_a_subject_go_to_that_subject_only(tok):
     fmt = PromptFormat("mmlu", None, SHOTS)
     assert prompts.examples_for(fmt, Q) == SHOTS and prompts.examples_for(fmt, other) == SHOTS[:1]
     no_subject = Question("q3", "2 + 3?", ("5", "6"), answer=0)
-    assert prompts.render_prompt(tok, no_subject, fmt) == "Is ice cold?\nA. yes\nB. no\nAnswer: A\n\n2 + 3?\nA. 5\nB. 6\nAnswer:"
+    assert prompts.render_prompt(tok, no_subject, fmt) == ("Is ice cold?\nA. yes\nB. no\nAnswer: A\n\n"
+                                                           "2 + 3?\nA. 5\nB. 6\nAnswer:")
 
 
 def test_load_reads_flags_and_records_the_examples(tmp_path):
@@ -134,7 +136,8 @@ def test_judge_prompts_in_each_format(tok):
     assert strata.judge_input(tok, default) == _chat(default)
     mmlu = PromptFormat.load("mmlu", "Be strict about {labels}.")
     text = strata.judge_prompt(Q, "B (4)", mmlu)
-    assert text.startswith("Be strict about A or B.\n\nYou are rating") and "\n\nWhat is 2 + 2?\nA. 3 \nB.  4\n\n" in text
+    assert text.startswith("Be strict about A or B.\n\nYou are rating")
+    assert "\n\nWhat is 2 + 2?\nA. 3 \nB.  4\n\n" in text
     assert text.endswith("Another model answered: B (4). Also rate how confident you are that this answer is "
                          "correct, adding [confidence: 0-100] at the end.")
     assert strata.judge_input(tok, text, mmlu) == text + "\n"
@@ -178,4 +181,5 @@ def test_answerer_prompts_in_each_format(tok):
     assert user.text == _chat(*["Is ice cold?\n\nA. yes\nB. no", "A",
                                 f"What is 2 + 2?\n\nA. 3\nB. 4\n\n{ans.TRACE_HEADER}\n2 + 2 = 4."])
     turn = ans.answer_prompt(tok, Q, "2 + 2 = 4.", context=4096, fmt=fmt)
-    assert turn.place == "assistant" and turn.text == prompts.render_prompt(tok, Q, fmt) + "2 + 2 = 4.\n" + ans.ANSWER_CUE
+    assert turn.place == "assistant"
+    assert turn.text == prompts.render_prompt(tok, Q, fmt) + "2 + 2 = 4.\n" + ans.ANSWER_CUE
