@@ -20,8 +20,14 @@ the judge's confidence evaluated as an error predictor exactly like entropy (ROC
 interval, PRR, AURC). The synopsis reports judge confidence as a negative finding; we report whatever we
 measure. Resumes like launch/mcqa_entropy (fixed batches, DIR/.lock).
 
+Prompt format of the judge: `--prompt chat` (default, its chat template), `--prompt plain` (no template; for
+base-model judges: probes end in "Answer:" and read Yes/No there) or `--prompt mmlu` (plain, the question in
+lm-eval's MMLU layout); `--instruction TEXT` puts TEXT before every judge prompt (default none). There is no
+`--fewshot`: few-shot examples are answered questions, and the judge rates questions without answering them.
+
 Settings (defaults in `strata.JudgeConfig`): --judge smollm2-135m-instruct, --mode generate, --data demo,
---scores None, --limit None, --batch-size 8, --max-new-tokens 96, --dtype float32, --n-boot 1000, --seed 0.
+--scores None, --limit None, --batch-size 8, --max-new-tokens 96, --dtype float32, --n-boot 1000, --seed 0,
+--prompt chat, --instruction none.
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ Training settings are `--train.*` (`entropy_jax.train.TrainConfig`): `--train.ep
 `--train.save-every N`; LoRA is the subcommand `train.lora:lora-config --train.lora.rank 16` (after the other
 flags). Settings (defaults in `pipeline.FinetuneConfig`): --student smollm2-135m-instruct, --teacher rationale,
 --train-data demo, --eval-data demo, --eval-size 96, --policy gated, --dtype float32, --hard-quantile 0.75,
---teacher-max-new-tokens 512, --labels letters, --score-batch 8.
+--teacher-max-new-tokens 512, --labels letters, --score-batch 8, --prompt chat, --instruction
+(prompts.INSTRUCTION), --fewshot None. The prompt flags set the answer-only prompt of gating, evaluation and
+answer-only examples (`--prompt plain|mmlu`: no chat template, the example's completion is " C" and EOS after
+"Answer:"; `--instruction none`; `--fewshot FILE` of answered questions, none of them a training or held-out
+question); CoT examples keep the step-by-step chat prompt.
 
 Writes OUT/settings.json, bands.json, plan.json, train_log.jsonl (per step and per epoch: tokens through the
 model, loss-bearing tokens, teacher tokens), summary.json, checkpoints/ (Orbax; every `--train.save-every`

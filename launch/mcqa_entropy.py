@@ -20,9 +20,26 @@ it is refused at once (DIR/.lock). `--metrics-only` recomputes metrics and figur
 --data: `demo` (data/mcqa_demo.jsonl), a local .jsonl/.csv, or (online, with `datasets`) mmlu, mmlu-pro,
 gpqa, arc-challenge, commonsenseqa.
 
+Prompt formats (`entropy_jax.llm.prompts`): `--prompt chat` (default: the chat template, our instruction,
+question, "A. …" lines), `--prompt plain` (the same text without a template, ending in "Answer:"), `--prompt
+mmlu` (lm-eval's MMLU text: "The following are multiple choice questions (with answers) about <subject>.",
+then "<question>\nA. …\nD. …\nAnswer:"); `--instruction TEXT` or `--instruction none`; `--fewshot FILE`
+(answered questions, MCQA schema, rendered before each question in the same format, as lm-eval does).
+lm-eval's own MMLU prompt, 5-shot from a dev file:
+
+    python -m launch.mcqa_entropy --data mmlu --prompt mmlu --instruction none --fewshot mmlu_dev.jsonl
+
+Metrics of an lm-eval run (its `--log_samples --output_path DIR`; no model is loaded): `--lm-eval-samples DIR`
+(or one samples_<task>_<date>.jsonl file; `--lm-eval-task NAME` picks one task) writes DIR2/metrics.json and
+the figures with the same code; samples from `--model entropy_jax` carry the answer-step entropy, those of
+other backends do not (the entropy signal is then dropped and named in metrics.json):
+
+    python -m launch.mcqa_entropy --lm-eval-samples results/lm_eval --out results/mcqa_lm_eval
+
 Settings (defaults in `mcqa_run.ScoreConfig`): --model smollm2-135m-instruct, --data demo, --limit None,
---batch-size 8, --labels letters, --system None, --dtype float32, --n-boot 1000, --seed 0; below, where and
-how to run them (none of these changes a number).
+--batch-size 8, --labels letters, --system None, --dtype float32, --n-boot 1000, --seed 0, --prompt chat,
+--instruction (prompts.INSTRUCTION), --fewshot None; below, where and how to run them (none of these changes
+a number).
 """
 
 from __future__ import annotations
@@ -46,10 +63,20 @@ class Config(mcqa_run.ScoreConfig):
     """Mesh axes (data / fsdp / tensor; one may be -1); all 1 = one device."""
     fsdp: int = configs.runtime(1)
     tensor: int = configs.runtime(1)
+    lm_eval_samples: Path | None = configs.runtime(None)
+    """Metrics of an lm-eval run instead: its --log_samples output (a directory or one samples_*.jsonl file)."""
+    lm_eval_task: str | None = configs.runtime(None)
+    """With --lm-eval-samples: read only this task's samples."""
 
 
 def main(config: Config) -> dict:
     runtime.initialize()
+    if config.lm_eval_samples is not None:
+        result = mcqa_run.lm_eval_metrics(config.lm_eval_samples, config.out, task=config.lm_eval_task,
+                                          n_boot=config.n_boot, seed=config.seed)
+        if config.progress:
+            print(mcqa_run.markdown(result))
+        return result
     mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
     result = mcqa_run.run(config, config.out, mesh=mesh, metrics_only=config.metrics_only, progress=config.progress)
     if config.progress:

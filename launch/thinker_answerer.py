@@ -30,7 +30,10 @@ question-id permutation, stored with each question) and the other Chapter 3 benc
 Settings (defaults in `matrix.MatrixConfig`): --thinkers none,gold,shuffled,smollm2-135m-instruct, --answerers
 smollm2-135m-instruct, --data demo, --limit None, --max-think-tokens 512, --think-mode auto, --trace-place auto,
 --answer-context None, --batch-size 8, --answer-batch-size 8, --labels letters, --system None, --dtype float32,
---seed 0.
+--seed 0, --prompt chat, --instruction (prompts.INSTRUCTION), --fewshot None. The prompt flags set the answerers'
+prompt (`entropy_jax.llm.prompts`): `--prompt plain|mmlu` has no chat template, so the trace goes in the text
+before "Answer:" (the user place); `--instruction none` drops the instruction and the reminder after the trace;
+`--fewshot FILE` shows answered questions first. Thinkers keep their own prompt.
 """
 
 from __future__ import annotations

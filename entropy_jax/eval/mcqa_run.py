@@ -11,7 +11,13 @@ OUT/metrics.json (overall and per stratum: accuracy, ROC-AUC of every signal in 
 with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n), OUT/settings.json and three figures
 (entropy histograms correct vs wrong per stratum, reliability diagram, risk–coverage curves). A second call
 with the same OUT resumes: only the batches not yet in scores.jsonl are scored, and the file ends identical to
-an uninterrupted run's (batches are fixed by position); other settings in the same OUT are refused.
+an uninterrupted run's (batches are fixed by position); other settings in the same OUT are refused. The prompt
+format (`ScoreConfig.prompt`, `instruction`, `fewshot`: `entropy_jax.llm.prompts.PromptFormat`) is one of those
+settings, with the few-shot examples' ids and content hash.
+
+`lm_eval_metrics(samples, out)` computes the same metrics and figures from an lm-evaluation-harness run's
+`--log_samples` output (`log_samples.read_log_samples`); samples from backends other than `entropy_jax` have no
+full-vocabulary entropy, and a signal some rows lack is dropped and named in metrics.json (`dropped_signals`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ SIGNALS = {
     "-margin": lambda r: -r["margin"],
     "label_entropy": lambda r: r["label_entropy"],
 }
+# the score-row field each signal reads (None there: the signal is dropped, `available_signals`)
+SIGNAL_FIELDS = {"entropy": "entropy", "1 - max_prob": "max_prob", "-margin": "margin",
+                 "label_entropy": "label_entropy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +65,13 @@ class ScoreConfig:
     n_boot: int = 1000
     """Bootstrap resamples for the 95% intervals."""
     seed: int = 0
+    prompt: str = "chat"
+    """Prompt format (`entropy_jax.llm.prompts`): chat (the tokenizer's chat template), plain (the same text,
+    no template, ending in "Answer:") or mmlu (lm-eval's MMLU prompt text exactly)."""
+    instruction: str = prompts.INSTRUCTION
+    """The instruction before the question ({kind}, {labels}, {example} are filled in), or none."""
+    fewshot: Path | None = None
+    """Answered questions (.jsonl/.json/.csv, MCQA schema) rendered before each question in the same format."""
 
 
 def scores_store(out: str | Path, *, writable: bool = False) -> JsonlStore:
@@ -75,9 +91,10 @@ def score_row(q: mcqa.Question, s: scoring.Scored, batch: int, labels: tuple[str
 
 
 def score(config: ScoreConfig, questions: list[mcqa.Question], store: JsonlStore, *, lm=None, mesh=None,
-          progress: bool = False) -> dict:
+          progress: bool = False, fmt: prompts.PromptFormat | None = None) -> dict:
     """Score every batch of `questions` not yet in `store` (a writable `scores_store`); returns timing and model
-    facts. The model (`lm`, or `config.model` loaded on `mesh`) is loaded only when a batch is missing."""
+    facts. The model (`lm`, or `config.model` loaded on `mesh`) is loaded only when a batch is missing. `fmt`:
+    the prompt format (default: `PromptFormat.of(config)`)."""
     from tqdm.auto import tqdm
 
     have = {r["batch"] for r in store.complete_batches()}
@@ -92,12 +109,13 @@ def score(config: ScoreConfig, questions: list[mcqa.Question], store: JsonlStore
         lm = llm.load(config.model, dtype=config.dtype, mesh=mesh)
     info.update(model_load_s=lm.load_seconds, vocab_size=lm.config.vocab_size, family=lm.config.family,
                 entropy_settings=scoring.entropy_settings(lm))
+    fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
     t0 = time.perf_counter()
     with tqdm(total=len(todo) * config.batch_size, disable=not progress, desc="scoring", unit="q") as bar:
         for b in todo:
             chunk = questions[b * config.batch_size: (b + 1) * config.batch_size]
             (_, scores), = scoring.score_questions(lm, chunk, batch_size=config.batch_size, style=config.labels,
-                                                   system=config.system)
+                                                   system=config.system, fmt=fmt)
             store.append([score_row(q, s, b, prompts.option_labels(len(q.options), config.labels), len(chunk))
                           for q, s in zip(chunk, scores)])
             info["scored_now"] += len(chunk)
@@ -107,56 +125,88 @@ def score(config: ScoreConfig, questions: list[mcqa.Question], store: JsonlStore
     return info
 
 
+def available_signals(rows: list[dict]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The `SIGNALS` every row has, as float arrays [n], and {name: why it was dropped} for the others (a field
+    that is None or absent in some rows: lm-eval samples from backends other than entropy_jax carry no
+    full-vocabulary entropy, generation samples no option probabilities)."""
+    kept, dropped = {}, {}
+    for name, field in SIGNAL_FIELDS.items():
+        missing = sum(r.get(field) is None for r in rows)
+        if missing:
+            dropped[name] = f"{field} is missing in {missing} of {len(rows)} rows" + (
+                DROPPED_ENTROPY if field == "entropy" else "")
+        else:
+            kept[name] = np.array([SIGNALS[name](r) for r in rows], float)
+    return kept, dropped
+
+
+DROPPED_ENTROPY = (" (lm-eval samples from a backend other than entropy_jax: lm-eval logs only the scored "
+                   "continuations' log-likelihoods, not the next-token distribution; rerun lm-eval with "
+                   "--model entropy_jax for the full-vocabulary entropy)")
+
+
 def compute_metrics(rows: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Overall and per-stratum metrics from score rows (the content of scores.jsonl)."""
+    """Overall and per-stratum metrics from score rows (the content of scores.jsonl, or lm-eval samples read
+    by `log_samples.read_log_samples`). A signal missing from some rows is left out of every block and named,
+    with the reason, in `dropped_signals`; without `max_prob` there is no ECE (None)."""
+    _, dropped = available_signals(rows)
+
+    def mean(rs, field):
+        if any(r.get(field) is None for r in rs):
+            return None
+        return float(np.mean([r[field] for r in rs])) if rs else float("nan")
 
     def block(rs):
         correct = np.array([r["correct"] for r in rs], bool)
-        signals = {name: np.array([fn(r) for r in rs], float) for name, fn in SIGNALS.items()}
-        conf = np.array([r["max_prob"] for r in rs], float)
+        signals = {k: v for k, v in available_signals(rs)[0].items() if k not in dropped}
+        conf = None if "1 - max_prob" in dropped else np.array([r["max_prob"] for r in rs], float)
         return {
             "n": len(rs),
             "accuracy": float(correct.mean()) if len(rs) else float("nan"),
-            "mean_entropy": float(signals["entropy"].mean()) if len(rs) else float("nan"),
-            "mean_label_mass": float(np.mean([r["label_mass"] for r in rs])) if len(rs) else float("nan"),
+            "mean_entropy": mean(rs, "entropy"),
+            "mean_label_mass": mean(rs, "label_mass"),
             "error_detection": M.error_detection_report(signals, correct, n_boot=n_boot, seed=seed),
-            "ece_15": float(M.ece(conf, correct, n_bins=15)) if len(rs) else float("nan"),
-            "reliability": M.reliability(conf, correct, n_bins=15),
+            "ece_15": None if conf is None else (float(M.ece(conf, correct, n_bins=15)) if rs else float("nan")),
+            "reliability": None if conf is None else M.reliability(conf, correct, n_bins=15),
         }
 
     strata = sorted({r["stratum"] for r in rows if r.get("stratum")})
     return {
         "overall": block(rows),
         "by_stratum": {s: block([r for r in rows if r.get("stratum") == s]) for s in strata},
-        "signals": {name: "larger = less confident" for name in SIGNALS},
+        "signals": {name: "larger = less confident" for name in SIGNALS if name not in dropped},
+        "dropped_signals": dropped,
         "confidence_for_ece": "max_prob: the renormalised letter probability of the predicted option",
     }
 
 
 def figures(rows: list[dict], result: dict, out: str | Path, title: str) -> None:
     """Writes OUT/entropy_hist.png, reliability.png and risk_coverage.png (and closes them: a long session of
-    runs must not pile up open figures)."""
+    runs must not pile up open figures); a figure whose signal the rows lack (`dropped_signals`; no max_prob:
+    no reliability diagram) is not drawn."""
     import matplotlib.pyplot as plt
 
     out = Path(out)
+    signals, _ = available_signals(rows)
     groups = {"all": rows} | {s: [r for r in rows if r.get("stratum") == s] for s in result["by_stratum"]}
-    plt.close(plots.entropy_histograms(
-        {k: (np.array([r["entropy"] for r in v]), np.array([r["correct"] for r in v])) for k, v in groups.items() if v},
-        title=title, path=out / "entropy_hist.png"))
-    plt.close(plots.reliability_diagram(
-        {"all": result["overall"]["reliability"]} | {s: b["reliability"] for s, b in result["by_stratum"].items()},
-        title=title, path=out / "reliability.png"))
+    if "entropy" in signals:
+        plt.close(plots.entropy_histograms(
+            {k: (np.array([r["entropy"] for r in v]), np.array([r["correct"] for r in v])) for k, v in groups.items()
+             if v}, title=title, path=out / "entropy_hist.png"))
+    if result["overall"]["reliability"] is not None:
+        plt.close(plots.reliability_diagram(
+            {"all": result["overall"]["reliability"]} | {s: b["reliability"] for s, b in result["by_stratum"].items()},
+            title=title, path=out / "reliability.png"))
     correct = np.array([r["correct"] for r in rows], bool)
-    curves = {}
-    for name, fn in SIGNALS.items():
-        coverage, risk = M.risk_coverage(np.array([fn(r) for r in rows], float), correct)
-        curves[name] = (coverage, risk)
-    plt.close(plots.risk_coverage_curves(curves, title=title, path=out / "risk_coverage.png"))
+    curves = {name: M.risk_coverage(values, correct) for name, values in signals.items()}
+    if curves:
+        plt.close(plots.risk_coverage_curves(curves, title=title, path=out / "risk_coverage.png"))
 
 
 def markdown(result: dict) -> str:
-    """Per-stratum table: n, accuracy, ROC-AUC [95% CI] of each signal, ECE."""
-    names = list(SIGNALS)
+    """Per-stratum table: n, accuracy, ROC-AUC [95% CI] of each signal, AURC of entropy, ECE (– where a signal
+    was dropped); a line names the dropped signals."""
+    names = [n for n in SIGNALS if n in result["overall"]["error_detection"]]
     head = "| subset | n | accuracy | " + " | ".join(f"ROC-AUC {n}" for n in names) + " | AURC (entropy) | ECE |"
     lines = [head, "|" + "---|" * (len(names) + 5)]
     blocks = {"all": result["overall"]} | result["by_stratum"]
@@ -166,8 +216,13 @@ def markdown(result: dict) -> str:
             d = b["error_detection"][s]
             lo, hi = d["roc_auc_ci"]
             cells.append(f"{d['roc_auc']:.3f} [{lo:.2f}, {hi:.2f}]")
+        ent = b["error_detection"].get("entropy")
         lines.append(f"| {name} | {b['n']} | {b['accuracy']:.3f} | " + " | ".join(cells)
-                     + f" | {b['error_detection']['entropy']['aurc']:.3f} | {b['ece_15']:.3f} |")
+                     + f" | {'–' if ent is None else format(ent['aurc'], '.3f')} | "
+                     + f"{'–' if b['ece_15'] is None else format(b['ece_15'], '.3f')} |")
+    dropped = result.get("dropped_signals") or {}
+    if dropped:
+        lines += ["", "Dropped signals: " + "; ".join(f"{k}: {v}" for k, v in dropped.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -181,14 +236,16 @@ def run(config: ScoreConfig, out: str | Path, *, lm=None, mesh=None, metrics_onl
     a `RunLock` for the call.
     """
     out = Path(out)
+    fmt = prompts.PromptFormat.of(config)
     with RunLock(out):
-        settings = configs.settings(config)
+        settings = configs.settings(config) | fmt.record()
         check_settings(out, settings, holds=["scores.jsonl"], what="scores")
         questions = mcqa.load(config.data, limit=config.limit)
+        prompts.check_fewshot(fmt, questions)
         store = scores_store(out, writable=True)
         info: dict = {"scored_now": 0}
         if not metrics_only:
-            info = score(config, questions, store, lm=lm, mesh=mesh, progress=progress)
+            info = score(config, questions, store, lm=lm, mesh=mesh, progress=progress, fmt=fmt)
         rows = store.complete_batches()
         if metrics_only and not rows:
             raise FileNotFoundError(f"--metrics-only: no scores in {store.path}")
@@ -200,4 +257,37 @@ def run(config: ScoreConfig, out: str | Path, *, lm=None, mesh=None, metrics_onl
         result["entropy_settings"] = info["entropy_settings"]
         write_json(out / "metrics.json", result)
         figures(rows, result, out, f"{config.model} on {config.data} (n={len(rows)})")
+    return result
+
+
+def lm_eval_metrics(samples: str | Path, out: str | Path, *, task: str | None = None, metric: str | None = None,
+                    n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics and figures of an lm-evaluation-harness run, with the same code as a scoring run's: the rows of
+    its `--log_samples` output (`samples`: a samples_<task>_<date>.jsonl file or lm-eval's --output_path
+    directory; `task`: only that task's file; `metric`: the 0/1 per-sample metric that decides `correct`, read
+    by `log_samples.read_log_samples`) go through `compute_metrics` (overall and per document `stratum`, 95%
+    bootstrap intervals with `n_boot` and `seed`). Writes OUT/metrics.json (`dropped_signals` names the
+    signals the samples lack: `entropy` unless lm-eval ran with `--model entropy_jax`) and the figures; an OUT
+    holding a scoring run's scores.jsonl is refused. Returns the metrics."""
+    from entropy_jax.eval.log_samples import read_log_samples
+
+    out = Path(out)
+    rows = read_log_samples(samples, task=task, metric=metric)
+    if not rows:
+        raise ValueError(f"--lm-eval-samples {samples}: no samples")
+    with RunLock(out):
+        if (out / "scores.jsonl").exists():
+            raise ValueError(f"{out} holds a scoring run (scores.jsonl); write lm-eval metrics to another --out")
+        result = compute_metrics(rows, n_boot=n_boot, seed=seed)
+        tasks = sorted({r["task"] for r in rows})
+        sources = sorted({r["entropy_source"] or "none" for r in rows})
+        result.update(settings={"lm_eval_samples": str(samples), "task": task, "metric": metric, "n_boot": n_boot,
+                                "seed": seed},
+                      tasks=tasks, entropy_sources=sources, n_scored=len(rows),
+                      entropy_settings=(dict(scoring.ENTROPY_SETTINGS, step="first continuation token (the "
+                                             "answer step of a multiple-choice request)")
+                                        if "entropy" not in result["dropped_signals"] else None))
+        write_json(out / "metrics.json", result)
+        named = ", ".join(tasks) if len(tasks) <= 3 else f"{tasks[0]}, … ({len(tasks)} tasks)"
+        figures(rows, result, out, f"lm-eval {named} (n={len(rows)})")
     return result

@@ -15,6 +15,11 @@ judge_stratum; a batch store, resumed like the scoring run) and OUT/strata_metri
 agreement with the data's own strata, and — with `scores` — the scored model's accuracy and every uncertainty
 signal's error detection per judge stratum, plus the judge's confidence evaluated as an error predictor
 exactly like entropy (ROC-AUC with a bootstrap interval, PRR, AURC).
+
+Prompt format (`JudgeConfig.prompt`, `instruction`; recorded in the settings): chat (the judge's chat template,
+the default), plain (the same text with no template: probes end in "\\nAnswer:" and the Yes/No token is read
+after it, a generated reply starts on a new line) or mmlu (plain, the rated question in lm-eval's MMLU layout);
+an instruction, when given, comes before every judge prompt.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ _PATTERNS = {
     "confidence": re.compile(r"\[\s*confidence\s*:\s*(\d{1,3}(?:\.\d+)?)\s*%?\s*\]", re.I),
 }
 
+JUDGE_FORMAT = prompts.PromptFormat("chat", None)  # the judge's default: its chat template, no extra instruction
+
 
 @dataclasses.dataclass(frozen=True)
 class JudgeConfig:
@@ -76,18 +83,47 @@ class JudgeConfig:
     dtype: str = "float32"
     n_boot: int = 1000
     seed: int = 0
+    prompt: str = "chat"
+    """Prompt format of the judge (`entropy_jax.llm.prompts`): chat (its chat template), plain (the same text,
+    no template) or mmlu (no template, the rated question in lm-eval's MMLU layout "<question>\\nA. …")."""
+    instruction: str = "none"
+    """An instruction put before every judge prompt, or none (the judge's rating instructions are its own and
+    stay). The judge takes no few-shot examples: those are answered questions, and the judge rates, it does not
+    answer."""
 
 
 def _listing(q: mcqa.Question) -> str:
     return "\n".join(f"{lab}. {opt}" for lab, opt in zip(prompts.option_labels(len(q.options)), q.options))
 
 
-def judge_prompt(q: mcqa.Question, answer: str | None = None) -> str:
-    """The user turn sent to the judge for one question (with another model's answer if given)."""
-    listing = _listing(q)
-    fmt = FORMAT + (" [confidence: 0-100]" if answer is not None else "")
-    text = PROMPT.format(question=f"Question: {q.question}\n{listing}", format=fmt)
-    return text + (CONFIDENCE.format(answer=answer) if answer is not None else "")
+def _question(q: mcqa.Question, fmt: prompts.PromptFormat) -> str:
+    """The rated question as the judge sees it: "Question: …" and "A. …" lines, or lm-eval's MMLU layout."""
+    if fmt.kind == "mmlu":
+        return prompts.question_block(q.question, q.options, prompts.option_labels(len(q.options)), "mmlu")
+    return f"Question: {q.question}\n{_listing(q)}"
+
+
+def _instructed(text: str, q: mcqa.Question, fmt: prompts.PromptFormat) -> str:
+    if fmt.instruction is None:
+        return text
+    return prompts.fill_instruction(fmt.instruction, prompts.option_labels(len(q.options))) + "\n\n" + text
+
+
+def judge_prompt(q: mcqa.Question, answer: str | None = None, fmt: prompts.PromptFormat = JUDGE_FORMAT) -> str:
+    """The user turn sent to the judge for one question (with another model's answer if given), in format
+    `fmt` (`judge_input` renders it)."""
+    rating = FORMAT + (" [confidence: 0-100]" if answer is not None else "")
+    text = PROMPT.format(question=_question(q, fmt), format=rating)
+    return _instructed(text + (CONFIDENCE.format(answer=answer) if answer is not None else ""), q, fmt)
+
+
+def judge_input(tokenizer, user: str, fmt: prompts.PromptFormat = JUDGE_FORMAT, *, probe: bool = False) -> str:
+    """The exact text the judge reads: the chat template with the generation prompt (chat), else the text
+    itself, followed by "\\nAnswer:" for a probe (the Yes/No token is read after it) or a newline before a
+    generated reply."""
+    if fmt.chat:
+        return prompts.chat(tokenizer, user)
+    return user + (prompts.TEXT_CUE if probe else "\n")
 
 
 def parse(text: str) -> dict:
@@ -122,23 +158,27 @@ PROBES = {
     "reasoning": "Does answering this question require several reasoning or calculation steps? Answer Yes or No.",
 }
 PROBE_CONFIDENCE = "Another model answered: {answer}. Is this answer correct? Answer Yes or No."
+def judge_format(config: JudgeConfig) -> prompts.PromptFormat:
+    """The judge's prompt format from `config.prompt` and `config.instruction` (no few-shot examples)."""
+    return prompts.PromptFormat.load(config.prompt, config.instruction)
 
 
-def probe_prompts(q: mcqa.Question, answer: str | None = None) -> dict[str, str]:
-    """The yes/no questions of probe mode for one question (user turns)."""
-    body = f"Question: {q.question}\n{_listing(q)}\n\n"
-    out = {k: body + v for k, v in PROBES.items()}
+def probe_prompts(q: mcqa.Question, answer: str | None = None,
+                  fmt: prompts.PromptFormat = JUDGE_FORMAT) -> dict[str, str]:
+    """The yes/no questions of probe mode for one question (user turns), in format `fmt`."""
+    body = _question(q, fmt) + "\n\n"
+    out = {k: _instructed(body + v, q, fmt) for k, v in PROBES.items()}
     if answer is not None:
-        out["confidence"] = body + PROBE_CONFIDENCE.format(answer=answer)
+        out["confidence"] = _instructed(body + PROBE_CONFIDENCE.format(answer=answer), q, fmt)
     return out
 
 
-def _probe_batch(lm, chunk, answers, use_answers: bool) -> list[dict]:
+def _probe_batch(lm, chunk, answers, use_answers: bool, fmt: prompts.PromptFormat = JUDGE_FORMAT) -> list[dict]:
     """p(yes) of every probe for a batch of questions, one forward pass per prompt."""
     texts, index = [], []
     for i, q in enumerate(chunk):
-        for key, text in probe_prompts(q, answers.get(q.id) if use_answers else None).items():
-            texts.append(prompts.chat(lm.tokenizer, text))
+        for key, text in probe_prompts(q, answers.get(q.id) if use_answers else None, fmt).items():
+            texts.append(judge_input(lm.tokenizer, text, fmt, probe=True))
             index.append((i, key))
     labels = [scoring.label_token_ids(lm.tokenizer, p, ("Yes", "No"), first_token=True) for p in texts]
     scored = scoring.score_batch(lm, texts, labels)
@@ -169,6 +209,7 @@ def annotate(config: JudgeConfig, questions: list[mcqa.Question], answers: dict[
     answers ("B (Paris)"), used when `config.scores` is set."""
     from tqdm.auto import tqdm
 
+    fmt = judge_format(config)
     have = {r["batch"] for r in store.complete_batches()}
     n_batches = -(-len(questions) // config.batch_size)
     todo = [b for b in range(n_batches) if b not in have]
@@ -183,12 +224,17 @@ def annotate(config: JudgeConfig, questions: list[mcqa.Question], answers: dict[
             chunk = questions[b * config.batch_size: (b + 1) * config.batch_size]
             rows = []
             if config.mode == "probe":
-                for q, ratings in zip(chunk, _probe_batch(lm, chunk, answers, config.scores is not None)):
+                for q, ratings in zip(chunk, _probe_batch(lm, chunk, answers, config.scores is not None, fmt)):
                     rows.append({"id": q.id, "batch": b, "batch_rows": len(chunk), "judge_output": None,
                                  **ratings, "judge_stratum": stratum(ratings), "data_stratum": q.stratum})
             else:
-                texts = [judge_prompt(q, answers.get(q.id) if config.scores else None) for q in chunk]
-                g = lm.generate(texts, chat=True, max_new_tokens=config.max_new_tokens)
+                texts = [judge_prompt(q, answers.get(q.id) if config.scores else None, fmt) for q in chunk]
+                if fmt.chat:
+                    g = lm.generate(texts, chat=True, max_new_tokens=config.max_new_tokens)
+                else:  # the rendered text as is, no special tokens added (as scoring reads prompts)
+                    ids = [lm.tokenizer(judge_input(lm.tokenizer, t, fmt), add_special_tokens=False)["input_ids"]
+                           for t in texts]
+                    g = lm.generate(ids, max_new_tokens=config.max_new_tokens)
                 for i, q in enumerate(chunk):
                     ratings = parse(g.texts[i])
                     rows.append({"id": q.id, "batch": b, "batch_rows": len(chunk), "judge_output": g.texts[i],
@@ -268,6 +314,7 @@ def run(config: JudgeConfig, out: str | Path, *, lm=None, mesh=None, progress: b
     `RunLock` for the call."""
     if config.mode not in MODES:
         raise ValueError(f"mode {config.mode!r}; use 'generate' or 'probe'")
+    judge_format(config)  # a bad --prompt fails before anything is written
     out = Path(out)
     with RunLock(out):
         settings = configs.settings(config)

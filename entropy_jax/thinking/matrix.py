@@ -64,6 +64,15 @@ class MatrixConfig:
     dtype: str = "float32"
     seed: int = 0
     """Seed of the shuffled thinker's derangement."""
+    prompt: str = "chat"
+    """Format of the answerers' prompt (`entropy_jax.llm.prompts`): chat, plain or mmlu (no chat template: the
+    trace goes in the text before "Answer:", place user). Thinkers keep their own step-by-step or thinking
+    prompt."""
+    instruction: str = prompts.INSTRUCTION
+    """The answerers' instruction ({kind}, {labels}, {example} filled in), or none (then no reminder after the
+    trace either)."""
+    fewshot: Path | None = None
+    """Answered questions (.jsonl/.json/.csv) shown to the answerers before each question, in the same format."""
 
 
 def names(s: str) -> list[str]:
@@ -148,10 +157,12 @@ def pair_row(q, prompt: ans.AnswerPrompt, s: scoring.Scored, trace, batch: int, 
 
 
 def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: MatrixConfig, out: str | Path,
-               models: Models, *, progress: bool = False) -> list[dict]:
-    """Score the batches of one pair not yet in its file; returns all its rows."""
+               models: Models, *, progress: bool = False, fmt: prompts.PromptFormat | None = None) -> list[dict]:
+    """Score the batches of one pair not yet in its file (answerer prompts in format `fmt`, default
+    `PromptFormat.of(config)`); returns all its rows."""
     from tqdm.auto import tqdm
 
+    fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
     store = JsonlStore(pair_path(out, thinker, answerer), required=("id", "batch", "batch_rows"), writable=True)
     have = {r["batch"] for r in store.complete_batches()}
     bs = config.answer_batch_size
@@ -162,7 +173,7 @@ def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: 
             for b in todo:
                 chunk = questions[b * bs: (b + 1) * bs]
                 got = ans.score(lm, chunk, ts.traces, context=config.answer_context, place=config.trace_place,
-                                style=config.labels, system=config.system, pad_to=bs)
+                                style=config.labels, system=config.system, pad_to=bs, fmt=fmt)
                 store.append([pair_row(q, p, s, ts.traces.get(q.id), b, len(chunk), config.labels)
                               for q, (p, s) in zip(chunk, got)])
                 bar.update(len(chunk))
@@ -209,13 +220,15 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
     for name in answerers:
         if name in tr.SOURCES or name.startswith("shuffled:"):
             raise ValueError(f"answerer {name!r} is a trace source, not a model; answerers are model sources")
+    fmt = prompts.PromptFormat.of(config)
     with RunLock(out):
-        settings = configs.settings(config)
+        settings = configs.settings(config) | fmt.record()
         check_settings(out, settings, holds=["pairs/*.jsonl"], what="pairs")
         questions = mcqa.load(config.data, limit=config.limit)
         if not questions:
             raise ValueError(f"no questions in {config.data!r}")
         mcqa.check_unique_ids(questions)
+        prompts.check_fewshot(fmt, questions)
         pool = Models(dtype=config.dtype, mesh=mesh, given=models)
         t0 = time.perf_counter()
         made: dict[str, tr.TraceSet] = {}
@@ -226,7 +239,8 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
         pairs = {}
         for a in answerers:  # answerer-major: each answerer model is loaded once
             for t in thinkers:
-                pairs[t, a] = pair_summary(score_pair(t, a, made[t], questions, config, out, pool, progress=progress))
+                pairs[t, a] = pair_summary(score_pair(t, a, made[t], questions, config, out, pool, progress=progress,
+                                                      fmt=fmt))
         t_answer = time.perf_counter() - t1
         mat = matrix(thinkers, answerers, pairs)
         write_json(out / "matrix.json", mat)

@@ -13,7 +13,9 @@ cached in `traces_cache`); (3) the policy's plan (`policy.plan`: who gets answer
 order); (4) training (`trainer.fit`: one jitted step, Orbax checkpoints, exact resume), evaluating the held-out
 questions after every epoch with Chapter 3's answer-only scoring; (5) optionally the export of the result
 (`llm.export`). Writes OUT/settings.json, gating.json, bands.json, plan.json, eval/epoch_*.json,
-train_log.jsonl, summary.json, checkpoints/ and final/.
+train_log.jsonl, summary.json, checkpoints/ and final/. The answer-only prompt of steps 1, 3 and 4 has the
+format of `prompt`, `instruction` and `fewshot` (`llm.prompts.PromptFormat`, in the settings with the few-shot
+examples' content hash).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from entropy_jax import configs
 from entropy_jax.data import mcqa
-from entropy_jax.llm import scoring
+from entropy_jax.llm import prompts, scoring
 from entropy_jax.stores import RunLock, check_settings, read_json, write_json
 from entropy_jax.train import evaluate as ev
 from entropy_jax.train import examples as ex
@@ -69,6 +71,14 @@ class FinetuneConfig:
     labels: str = "letters"
     score_batch: int = 8
     """Batch size of the answer-step scoring (gating and evaluation)."""
+    prompt: str = "chat"
+    """Format of the answer-only prompt of gating, evaluation and answer-only examples (`entropy_jax.llm.prompts`):
+    chat, plain or mmlu. CoT examples keep the step-by-step chat prompt (its instruction asks for [[X]])."""
+    instruction: str = prompts.INSTRUCTION
+    """The answer-only prompt's instruction ({kind}, {labels}, {example} filled in), or none."""
+    fewshot: Path | None = None
+    """Answered questions (.jsonl/.json/.csv) shown before each answer-only prompt, in the same format; none of
+    them may be a training or held-out question."""
     traces_cache: Path | None = configs.runtime(None)
     """Where generated teacher traces are cached (default OUT/../traces: shared by the runs of a sweep)."""
     export: bool = configs.runtime(True)
@@ -107,18 +117,22 @@ def _bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="q", disable=not progress)
 
 
-def gate(config: FinetuneConfig, lm, train, out: Path, *, progress: bool = False) -> gating.Bands:
-    """Step 1: answer-step entropy of every training question under the student (cached in OUT/gating.json)."""
+def gate(config: FinetuneConfig, lm, train, out: Path, *, progress: bool = False,
+         fmt: prompts.PromptFormat | None = None) -> gating.Bands:
+    """Step 1: answer-step entropy of every training question under the student (cached in OUT/gating.json, with
+    the prompt format it was read with)."""
+    fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
     path = out / "gating.json"
     cached = read_json(path)
-    if cached and cached.get("ids") == [q.id for q in train]:
+    prompt = {"prompt": config.prompt, "instruction": config.instruction} | fmt.record()
+    if cached and cached.get("ids") == [q.id for q in train] and cached.get("prompt_format", prompt) == prompt:
         entropy = cached["entropy"]
     else:
         with _bar(progress, len(train), "gating (student entropy)") as bar:
             scores = gating.answer_entropies(lm, train, batch_size=config.score_batch, style=config.labels,
-                                             progress=bar.update)
+                                             progress=bar.update, fmt=fmt)
         entropy = [scores[q.id].entropy for q in train]
-        write_json(path, {"ids": [q.id for q in train], "entropy": entropy,
+        write_json(path, {"ids": [q.id for q in train], "entropy": entropy, "prompt_format": prompt,
                           "correct": [scores[q.id].pred == q.answer for q in train],
                           "entropy_settings": dict(scoring.entropy_settings(lm))})
     return gating.split([q.id for q in train], entropy, hard_quantile=config.hard_quantile,
@@ -151,12 +165,14 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
     out = Path(out)
     if config.policy not in policy.POLICIES:
         raise ValueError(f"unknown --policy {config.policy!r}; choose one of {list(policy.POLICIES)}")
+    fmt = prompts.PromptFormat.of(config)
     with RunLock(out):
-        settings = configs.settings(config)
+        settings = configs.settings(config) | fmt.record()
         check_settings(out, settings, holds=["checkpoints"], what="a run")
         train_cfg = config.train
         lora = train_cfg.lora
         train, evals = split_questions(config)
+        prompts.check_fewshot(fmt, train + evals, "the training and held-out questions")
 
         lm = student if student is not None else llm.load(config.student, dtype=config.dtype, mesh=mesh)
         if lm.tokenizer is None:
@@ -166,7 +182,7 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
 
             target_paths(lm.params, lora.targets)
 
-        bands = gate(config, lm, train, out, progress=progress)
+        bands = gate(config, lm, train, out, progress=progress, fmt=fmt)
         needs_cot = config.policy not in ("sft", "curriculum")
         ts = (teacher_traces(config, train, out, mesh=mesh, progress=progress) if needs_cot
               else traces.TraceSet({}, "none"))
@@ -184,7 +200,7 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
             if p.kinds[qid] == "cot":
                 examples.append(ex.cot_example(lm.tokenizer, q, ts.traces[qid].text, style=config.labels))
             else:
-                examples.append(ex.answer_example(lm.tokenizer, q, style=config.labels))
+                examples.append(ex.answer_example(lm.tokenizer, q, style=config.labels, fmt=fmt))
         tokenized = dict(zip(bands.ids, ex.tokenize(lm.tokenizer, examples)))
         teacher_tokens_used = sum(ts.traces[i].n_tokens for i, k in p.kinds.items() if k == "cot")
 
@@ -198,7 +214,7 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
         def evaluate(params, epoch: int) -> dict:
             rows: list = []
             res = ev.answer_accuracy(lm.with_params(params), evals, batch_size=config.score_batch, style=config.labels,
-                                     rows=rows)
+                                     rows=rows, fmt=fmt)
             write_json(out / "eval" / f"epoch_{epoch + 1:03d}.json", {"metrics": res, "rows": rows})
             return res
 
@@ -207,7 +223,8 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
             base = json.loads(base_path.read_text())["metrics"]
         else:
             base_rows: list = []
-            base = ev.answer_accuracy(lm, evals, batch_size=config.score_batch, style=config.labels, rows=base_rows)
+            base = ev.answer_accuracy(lm, evals, batch_size=config.score_batch, style=config.labels, rows=base_rows,
+                                      fmt=fmt)
             write_json(base_path, {"metrics": base, "rows": base_rows})
 
         t_train = time.perf_counter()

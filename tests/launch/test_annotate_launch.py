@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -78,3 +79,26 @@ def test_missing_scores_and_bad_mode(setup, tmp_path):
                           progress=False))
     with pytest.raises(ValueError, match="mode 'vote'"):
         an.main(an.Config(judge=str(model), mode="vote", data=str(data), out=tmp_path, progress=False))
+
+
+def test_plain_judge_reads_yes_no_after_answer_and_its_format_is_a_setting(setup, tmp_path, monkeypatch):
+    """`--prompt plain --instruction TEXT` in probe mode: every probe is the plain text ending in "Answer:", the
+    judge run works on it, and the same --out refuses another format."""
+    model, data, _ = setup
+    seen = []
+    real = strata.scoring.score_batch
+
+    def spy(lm, texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(lm, texts, *args, **kwargs)
+
+    monkeypatch.setattr(strata.scoring, "score_batch", spy)
+    cfg = an.Config(judge=str(model), mode="probe", data=str(data), out=tmp_path, batch_size=4, n_boot=20,
+                    progress=False, prompt="plain", instruction="You rate questions.")
+    result = an.main(cfg)
+    assert result["n"] == 6 and result["settings"]["prompt"] == "plain"
+    assert len(seen) == 12 and all(t.startswith("You rate questions.\n\nQuestion: ") and t.endswith("\nAnswer:")
+                                   for t in seen)
+    assert not any("<|im_start|>" in t for t in seen)
+    with pytest.raises(ValueError, match="other settings"):
+        an.main(dataclasses.replace(cfg, prompt="chat"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -110,3 +111,35 @@ def test_bad_data_is_named(setup, tmp_path):
         mcqa_entropy.main(_config(model, bad, tmp_path / "o"))
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         mcqa_entropy.main(_config(model, tmp_path / "missing.jsonl", tmp_path / "o2"))
+
+
+def test_mmlu_prompt_of_the_command_line_is_lm_evals_and_the_format_is_a_setting(setup, tmp_path):
+    """`--prompt mmlu --instruction none --fewshot DEV` scores exactly the prompts lm-eval builds for its MMLU task
+    on the same documents; another format, or edited examples, in the same --out are refused."""
+    import tyro
+
+    from tests.eval import mmlu_reference as ref
+
+    model, _ = setup
+    questions = mcqa.load("demo", limit=9)
+    test = ref.write_docs(tmp_path / "test.jsonl", questions[:4], "astronomy")
+    dev = ref.write_docs(tmp_path / "dev.jsonl", questions[4:6], "astronomy")
+    out = tmp_path / "out"
+    config = tyro.cli(mcqa_entropy.Config, args=["--model", str(model), "--data", str(test), "--out", str(out),
+                                                 "--batch-size", "4", "--n-boot", "50", "--no-progress",
+                                                 "--prompt", "mmlu", "--instruction", "none", "--fewshot", str(dev)])
+    assert (config.prompt, config.instruction, config.fewshot) == ("mmlu", "none", dev)
+    mcqa_entropy.main(config)
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ref.contexts(ref.mmlu_task(tmp_path / "lm_eval", test, dev), 2)
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["prompt"], settings["instruction"], settings["fewshot"]) == ("mmlu", "none", str(dev))
+    assert settings["fewshot_examples"]["ids"] == [q.id for q in questions[4:6]]
+    for other in (dict(prompt="plain"), dict(instruction="Answer.")):
+        with pytest.raises(ValueError, match="other settings"):
+            mcqa_entropy.main(dataclasses.replace(config, **other))
+    dev.write_text(dev.read_text().replace("?", "? "))  # the same file name, other examples
+    with pytest.raises(ValueError, match="fewshot_examples.sha256"):
+        mcqa_entropy.main(config)
+    with pytest.raises(ValueError, match="are also few-shot examples"):
+        mcqa_entropy.main(dataclasses.replace(config, out=tmp_path / "leak", fewshot=test))

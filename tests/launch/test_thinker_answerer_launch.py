@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -127,3 +128,25 @@ def test_report_section(model_dirs, tmp_path):
     assert (tmp_path / "shuffle" / "matrix.png").stat().st_size > 0
     summary = json.loads((tmp_path / "shuffle" / "summary.json").read_text())
     assert summary["n_questions"] == 6 and summary["thinker_table"][model_dirs["llama"]]["max_tokens"] <= 8
+
+
+def test_answerers_in_the_mmlu_format_with_examples(model_dirs, tmp_path):
+    """`--prompt mmlu --instruction none --fewshot FILE`: the answerers read lm-eval's MMLU text with the trace
+    before "Answer:" (place user), the format is in the settings, and another format in the same --out is
+    refused."""
+    shots = tmp_path / "shots.jsonl"
+    # without a subject: shown before every question (examples with one go to their subject's questions only)
+    mcqa.save_jsonl([dataclasses.replace(q, subject=None) for q in mcqa.load("demo")[-2:]], shots)
+    cfg = _config(tmp_path / "run", model_dirs, thinkers="none,gold", answerers=model_dirs["llama"], limit=4,
+                  prompt="mmlu", instruction="none", fewshot=shots)
+    summary = ta.main(cfg)
+    assert summary["settings"]["prompt"] == "mmlu" and summary["settings"]["fewshot_examples"]["ids"]
+    gold = [json.loads(line) for line in matrix.pair_path(cfg.out, "gold", model_dirs["llama"]).read_text().splitlines()]
+    none = [json.loads(line) for line in matrix.pair_path(cfg.out, "none", model_dirs["llama"]).read_text().splitlines()]
+    for q, g, n in zip(mcqa.load("demo", limit=4), gold, none):
+        assert g["place"] == n["place"] == "user" and g["prompt"].endswith("\nAnswer:")
+        assert "<|im_start|>" not in g["prompt"] and g["prompt"].count("\nAnswer:") == 3  # two examples
+        assert f"Here is a step-by-step analysis of the question:\n{q.rationale.strip()}\nAnswer:" in g["prompt"]
+        assert n["prompt"].startswith(f"The following are multiple choice questions (with answers) about {q.subject}")
+    with pytest.raises(ValueError, match="other settings"):
+        ta.main(dataclasses.replace(cfg, prompt="plain"))
