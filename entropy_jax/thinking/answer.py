@@ -79,6 +79,12 @@ def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: 
     return chat(tokenizer, user, system=system)
 
 
+def answer_prompt_text(tokenizer, q, trace: str | None, *, place: str, style: str = "letters",
+                       system: str | None = None) -> str:
+    """The answerer's prompt for `q` after `trace` at a resolved `place` (`trace_place`), uncut."""
+    return _render(tokenizer, q, trace, place=place, style=style, system=system)
+
+
 def _n(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from entropy_jax._validate import ConfigError
 from entropy_jax.data import mcqa
 from entropy_jax.eval import strata
 from launch import annotate_strata as an
@@ -73,8 +74,8 @@ def test_judge_modes_write_labels_and_metrics(setup, tmp_path, mode):
 
 def test_missing_scores_and_bad_mode(setup, tmp_path):
     model, data, _ = setup
-    with pytest.raises(FileNotFoundError, match="run launch.mcqa_entropy first"):
+    with pytest.raises(ConfigError, match="--scores: no such file .run launch.mcqa_entropy first"):
         an.main(an.Config(judge=str(model), data=str(data), out=tmp_path, scores=tmp_path / "none.jsonl",
                           progress=False))
-    with pytest.raises(ValueError, match="mode 'vote'"):
+    with pytest.raises(ConfigError, match="--mode: must be one of generate, probe .got 'vote'"):
         an.main(an.Config(judge=str(model), mode="vote", data=str(data), out=tmp_path, progress=False))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from entropy_jax._validate import ConfigError
 from entropy_jax.data import mcqa
 from entropy_jax.eval import mcqa_run
 from entropy_jax.llm import scoring
@@ -108,5 +109,5 @@ def test_bad_data_is_named(setup, tmp_path):
                    '{"id": "q2", "question": "?", "options": ["a", "b"], "answer": 5}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl.*line 2"):
         mcqa_entropy.main(_config(model, bad, tmp_path / "o"))
-    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+    with pytest.raises(ConfigError, match="--data: question file not found: .*missing.jsonl"):
         mcqa_entropy.main(_config(model, tmp_path / "missing.jsonl", tmp_path / "o2"))
