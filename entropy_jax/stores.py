@@ -189,7 +189,8 @@ def check_inputs(out: str | os.PathLike, inputs: Mapping[str, Any], *,
         raise StoreError(f"{path}: not an inputs record (a JSON object expected); delete it to recompute")
     problems = []
     for name, identity in inputs.items():
-        if name not in old or old[name] == identity:
+        # in order: a data set's questions reordered is a change (batches and splits follow the order)
+        if name not in old or json.dumps(old[name]) == json.dumps(identity):
             continue
         made = _holds(out, holds.get(name, ()) if isinstance(holds, Mapping) else holds)
         if made:
@@ -228,7 +229,8 @@ def describe_change(old: Any, new: Any) -> str:
             and isinstance(new.get("questions"), dict):
         rest = _diff({k: v for k, v in old.items() if k != "questions"},
                      {k: v for k, v in new.items() if k != "questions"})
-        text = question_changes(old["questions"], new["questions"]) if old["questions"] != new["questions"] else ""
+        same = list(old["questions"].items()) == list(new["questions"].items())
+        text = "" if same else question_changes(old["questions"], new["questions"])
         return "; ".join(x for x in (text, ", ".join(f"{k}: {a} → {b}" for k, (a, b) in rest.items())) if x)
     changes = _diff(old, new)
     return ", ".join(f"{k or 'identity'}: {a} → {b}" for k, (a, b) in changes.items())
