@@ -96,6 +96,13 @@ def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: 
     return chat_messages(tokenizer, turns)
 
 
+def answer_prompt_text(tokenizer, q, trace: str | None, *, place: str, style: str = "letters",
+                       system: str | None = None, fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> str:
+    """The answerer's prompt for `q` after `trace` at a resolved `place` (`trace_place`) in format `fmt`,
+    uncut."""
+    return _render(tokenizer, q, trace, place=place, style=style, system=system, fmt=fmt)
+
+
 def _n(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
