@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.entry, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 3
+POLL = 0.01  # seconds between looks at a run's files (the random delay after the chosen unit dominates)
 
 ZYGOTE = r'''
 import importlib, importlib.machinery, importlib.metadata, json, os, sys, traceback
@@ -191,12 +192,12 @@ def kinds(model: Path, data: Path) -> dict:
         "mcqa": ("launch.mcqa_entropy",
                  lambda out: ["--model", model, "--data", data, "--out", out, "--batch-size", 2, "--n-boot", 20,
                               "--no-progress"],
-                 lambda out: _lines(out / "scores.jsonl"), 0.4),
+                 lambda out: _lines(out / "scores.jsonl"), 0.15),
         "finetune": ("launch.finetune",
                      lambda out: ["--student", model, "--train-data", data, "--eval-data", data, "--out", out,
-                                  "--policy", "gated", "--hard-quantile", 0.5, "--train-limit", 4, "--eval-size", 4,
+                                  "--policy", "gated", "--hard-quantile", 0.5, "--train-limit", 3, "--eval-size", 3,
                                   "--train.epochs", 2, "--train.micro-batch", 1, "--train.seq-len", 512,
-                                  "--train.lr", 2e-3, "--train.save-every", 1, "--score-batch", 4, "--no-export",
+                                  "--train.lr", 2e-3, "--train.save-every", 2, "--score-batch", 4, "--no-export",
                                   "--data-axis", 1, "--no-progress", "--resume"],
                      _last_step, 0.3),
         "thinker": ("launch.thinker_answerer",
@@ -287,7 +288,7 @@ def test_killed_at_random_points_then_resumed_ends_with_the_uninterrupted_files(
         logs.append(log)
         pid = launcher.start(module, args(out), log)
         while (rc := launcher.poll(pid)) is None and not (_holds(out, pid) and progress(out) >= done + more):
-            time.sleep(0.004)
+            time.sleep(POLL)
         if rc is None:
             time.sleep(delay)
             if launcher.poll(pid) is None:
@@ -327,3 +328,121 @@ def _holds(out: Path, pid: int) -> bool:
         return json.loads((out / ".lock").read_text()).get("pid") == pid
     except (OSError, ValueError):
         return False
+
+
+# ------------------------------------------------------------------------------- the issue's other checks
+def _start_holding(launcher: Launcher, module: str, args: list, out: Path, log: Path) -> int:
+    """Start a run and return its pid once it holds OUT."""
+    pid = launcher.start(module, args, log)
+    while not _holds(out, pid):
+        assert launcher.poll(pid) is None, log.read_text()
+        time.sleep(POLL)
+    return pid
+
+
+def test_a_second_scoring_run_on_the_same_out_is_refused_at_once_and_the_first_completes(setup, reference, launcher,
+                                                                                        tmp_path):
+    _, spec = setup
+    module, args, _, _ = spec["mcqa"]
+    out = tmp_path / "out"
+    first = _start_holding(launcher, module, args(out), out, tmp_path / "first.log")
+    second = launcher.wait(launcher.start(module, args(out), tmp_path / "second.log"))
+    running = launcher.poll(first) is None
+    assert second == 1
+    assert f"error: {out} (.lock) is in use by pid {first} on this host" in (tmp_path / "second.log").read_text()
+    assert running  # refused while the first was still at work, not after it
+    assert launcher.wait(first) == 0, (tmp_path / "first.log").read_text()
+    want, got = snapshot(reference("mcqa"), "mcqa"), snapshot(out, "mcqa")
+    assert got == want  # every batch once: the second run wrote nothing
+
+
+def test_a_torn_last_line_in_a_trace_cache_is_cut_by_the_next_run_which_generates_nothing(setup, reference, launcher,
+                                                                                        tmp_path):
+    import shutil
+
+    _, spec = setup
+    module, args, _, _ = spec["thinker"]
+    ref = reference("thinker")
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    (cache,) = (out / "traces").glob("*.jsonl")
+    whole = cache.read_bytes()
+    with cache.open("ab") as f:  # a run killed (or a disk filled) while appending
+        f.write(b'{"id": "reas-0002", "text": "Let us th')
+    log = tmp_path / "again.log"
+    assert launcher.wait(launcher.start(module, args(out), log)) == 0, log.read_text()
+    assert cache.read_bytes() == whole
+    assert f"{cache}: a torn last line" in log.read_text() and "truncated it away" in log.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["generated_tokens"] == 0 and summary["models_loaded"] == []  # no thinker, no answerer loaded
+    assert snapshot(out, "thinker") == snapshot(ref, "thinker")
+    log = tmp_path / "third.log"
+    assert launcher.wait(launcher.start(module, args(out), log)) == 0, log.read_text()
+    assert "torn" not in log.read_text()  # repaired once, not noted by every later run
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one_with_a_note(setup, reference, launcher,
+                                                                                tmp_path):
+    import shutil
+
+    import jax
+
+    _, spec = setup
+    module, args, _, _ = spec["finetune"]
+    ref = reference("finetune")
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    previous, newest = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())[-2:]
+    data = max((p for p in (out / "checkpoints" / str(newest)).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # a copy cut short, a damaged disk
+    log = tmp_path / "resume.log"
+    assert launcher.wait(launcher.start(module, args(out), log)) == 0, log.read_text()
+    text = log.read_text()
+    assert f"checkpoint {newest} does not restore (" in text
+    assert f"resuming from checkpoint {previous}; skipped and deleted {newest}" in text
+    resumed = json.loads((out / "summary.json").read_text())["resumed"]
+    assert resumed["step"] == previous and [s["step"] for s in resumed["skipped"]] == [newest]
+    assert resumed["skipped"][0]["reason"]
+    assert snapshot(out, "finetune") == snapshot(ref, "finetune")  # the step redone: the same log, evals, summary
+    (steps_a, _, a), (steps_b, _, b) = _newest_checkpoint(ref), _newest_checkpoint(out)
+    assert steps_a == steps_b
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resuming_a_killed_finetune_whose_training_file_was_edited_is_refused_naming_the_ids(setup, reference,
+                                                                                           launcher, tmp_path):
+    import dataclasses
+    import shutil
+
+    from entropy_jax.train import pipeline
+    from launch import finetune
+
+    root, spec = setup
+    module, args, progress, _ = spec["finetune"]
+    reference("finetune")  # its programs are in the compilation cache
+    data = tmp_path / "q.jsonl"
+    shutil.copy(root / "q.jsonl", data)
+    out = tmp_path / "out"
+    argv = [str(data) if a == root / "q.jsonl" else a for a in args(out)]
+    log = tmp_path / "killed.log"
+    pid = _start_holding(launcher, module, argv, out, log)
+    while progress(out) < 2:
+        assert launcher.poll(pid) is None, log.read_text()
+        time.sleep(POLL)
+    os.kill(pid, signal.SIGKILL)
+    assert launcher.wait(pid) == -signal.SIGKILL
+    before = {p: p.read_bytes() for p in [out / "train_log.jsonl", *sorted((out / "checkpoints").rglob("*"))]
+              if p.is_file()}
+
+    train, _ = pipeline.split_questions(finetune.Config(train_data=str(data), eval_data=str(data), eval_size=3,
+                                                        train_limit=3))
+    questions = mcqa.load(str(data))
+    edited = train[1].id
+    mcqa.save_jsonl([dataclasses.replace(q, question=q.question + " (edited)") if q.id == edited else q
+                     for q in questions], data)  # the same path, other content
+    log = tmp_path / "resume.log"
+    assert launcher.wait(launcher.start(module, argv, log)) == 1
+    assert (f"error: {out} holds a run made from other inputs — train: 1 of 3 questions changed (text, options or "
+            f"answer): {edited} (made from it: checkpoints)") in log.read_text()
+    assert {p: p.read_bytes() for p in before} == before  # nothing trained, logged or cut
