@@ -1,7 +1,9 @@
-"""Kill -9 at random points, resume, and end with the files of an uninterrupted run.
+"""Kill -9 at random points, resume, and end with the files of an uninterrupted run; and the faults a user meets
+beside kills: a second process on one --out, a torn line in a trace cache, a damaged checkpoint, a training file
+edited under a killed fine-tune.
 
-For each resumable launcher — a scoring run (`launch.mcqa_entropy`), a fine-tune with a checkpoint every step
-(`launch.finetune --resume`) and a thinker × answerer run with a model thinker (`launch.thinker_answerer`) — a
+For each resumable launcher — a scoring run (`launch.mcqa_entropy`), a fine-tune with a checkpoint every two
+steps (`launch.finetune --resume`) and a thinker × answerer run with a model thinker (`launch.thinker_answerer`) — a
 seeded RNG picks three kill points: after the process holds its --out (its lock names the new pid) and has
 written j more result units (score rows, train steps, trace and pair rows; j = 0: as soon as it holds --out),
 plus a random delay of up to a fraction of a second, so the SIGKILL lands anywhere — inside a batch, an Orbax
@@ -14,7 +16,8 @@ The runs are real processes killed by a real SIGKILL, with torch hidden (as wher
 installed). To fit twelve launcher runs into seconds, they are forked from one Python process that imported
 the launchers and nothing else (`ZYGOTE`: no JAX backend exists before the fork, so each child starts JAX
 afresh, as `python -m launch.…` would); they compile from the session's persistent compilation cache
-(tests/conftest.py), which the uninterrupted reference runs fill.
+(tests/conftest.py), which the uninterrupted reference runs fill. The tests share that process and the
+reference runs (module fixtures): `xdist_group` keeps them on one worker under `pytest --dist loadgroup`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ pytest.importorskip("torch")  # builds the tiny models
 
 from entropy_jax.data import mcqa
 
-pytestmark = [pytest.mark.entry, pytest.mark.slow]
+pytestmark = [pytest.mark.entry, pytest.mark.slow, pytest.mark.xdist_group("fault_injection")]
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 3
@@ -121,11 +124,12 @@ for line in sys.stdin:
 
 class Launcher:
     """Runs launchers' `cli` in processes forked from `ZYGOTE`: `start` → pid, `poll` (None while running),
-    `wait` → exit code (-9 after a SIGKILL)."""
+    `wait` → exit code (-9 after a SIGKILL), `until` a condition holds or the run ends."""
 
     def __init__(self, modules: list[str]):
         self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE, *modules], cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
+        self.running: set[int] = set()
         assert self._read() == "ready"
 
     def _read(self):
@@ -139,16 +143,41 @@ class Launcher:
         self.proc.stdin.flush()
         return self._read()
 
-    def start(self, module: str, args: list[str], log: Path) -> int:
-        return self._ask("run", [module, [str(a) for a in args], str(log)])
+    def start(self, module: str, args: list, log: Path) -> int:
+        pid = self._ask("run", [module, [str(a) for a in args], str(log)])
+        self.running.add(pid)
+        return pid
 
     def poll(self, pid: int) -> int | None:
-        return self._ask("poll", pid)
+        rc = self._ask("poll", pid)
+        if rc is not None:
+            self.running.discard(pid)
+        return rc
 
     def wait(self, pid: int) -> int:
-        return self._ask("wait", pid)
+        rc = self._ask("wait", pid)
+        self.running.discard(pid)
+        return rc
+
+    def until(self, pid: int, condition, log: Path, timeout: float = 600) -> int | None:
+        """Poll run `pid` until `condition()` holds (None: still running) or the run ends (its exit code)."""
+        t0 = time.monotonic()
+        while (rc := self.poll(pid)) is None and not condition():
+            if time.monotonic() - t0 > timeout:
+                self.kill(pid)
+                raise AssertionError(f"run {pid} neither got there nor ended in {timeout} s: {log.read_text()}")
+            time.sleep(POLL)
+        return rc
+
+    def kill(self, pid: int) -> int:
+        """SIGKILL run `pid` unless it has ended; its exit code."""
+        if self.poll(pid) is None:
+            os.kill(pid, signal.SIGKILL)
+        return self.wait(pid)
 
     def close(self) -> None:
+        for pid in list(self.running):  # a failed test's run
+            self.kill(pid)
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
         self.proc.stdout.close()
@@ -287,13 +316,10 @@ def test_killed_at_random_points_then_resumed_ends_with_the_uninterrupted_files(
         log = tmp_path / f"attempt-{attempt}.log"
         logs.append(log)
         pid = launcher.start(module, args(out), log)
-        while (rc := launcher.poll(pid)) is None and not (_holds(out, pid) and progress(out) >= done + more):
-            time.sleep(POLL)
+        rc = launcher.until(pid, lambda pid=pid, n=done + more: _holds(out, pid) and progress(out) >= n, log)
         if rc is None:
             time.sleep(delay)
-            if launcher.poll(pid) is None:
-                os.kill(pid, signal.SIGKILL)
-            rc = launcher.wait(pid)
+            rc = launcher.kill(pid)
         assert rc in (0, -signal.SIGKILL), log.read_text()
         if rc == -signal.SIGKILL:
             killed.append((attempt, more, round(delay, 3)))
@@ -334,9 +360,7 @@ def _holds(out: Path, pid: int) -> bool:
 def _start_holding(launcher: Launcher, module: str, args: list, out: Path, log: Path) -> int:
     """Start a run and return its pid once it holds OUT."""
     pid = launcher.start(module, args, log)
-    while not _holds(out, pid):
-        assert launcher.poll(pid) is None, log.read_text()
-        time.sleep(POLL)
+    assert launcher.until(pid, lambda: _holds(out, pid), log) is None, log.read_text()
     return pid
 
 
@@ -427,11 +451,8 @@ def test_resuming_a_killed_finetune_whose_training_file_was_edited_is_refused_na
     argv = [str(data) if a == root / "q.jsonl" else a for a in args(out)]
     log = tmp_path / "killed.log"
     pid = _start_holding(launcher, module, argv, out, log)
-    while progress(out) < 2:
-        assert launcher.poll(pid) is None, log.read_text()
-        time.sleep(POLL)
-    os.kill(pid, signal.SIGKILL)
-    assert launcher.wait(pid) == -signal.SIGKILL
+    assert launcher.until(pid, lambda: progress(out) >= 2, log) is None, log.read_text()
+    assert launcher.kill(pid) == -signal.SIGKILL
     before = {p: p.read_bytes() for p in [out / "train_log.jsonl", *sorted((out / "checkpoints").rglob("*"))]
               if p.is_file()}
 
