@@ -313,13 +313,15 @@ class JsonlStore:
 
     `required` are the fields every row must have (a row without them is foreign: an error naming the file and
     line). A store opened with `writable=True` repairs a torn tail on its first read and may `append`; a
-    read-only store never modifies the file.
+    read-only store never modifies the file (`ignored_tail` is then the byte offset of the torn line or short
+    last batch it skipped, else None: a caller holding the file's lock may open it writable to cut it).
     """
 
     def __init__(self, path: str | os.PathLike, *, required: Iterable[str] = (), writable: bool = False):
         self.path = Path(path)
         self.required = tuple(required)
         self.writable = writable
+        self.ignored_tail: int | None = None
         self._lines: list[_Line] | None = None
 
     # ---------------------------------------------------------------- reading
@@ -370,6 +372,7 @@ class JsonlStore:
                 os.fsync(f.fileno())
         else:
             log.warning("%s: %s; ignored (read-only)", self.path, why)
+            self.ignored_tail = offset if self.ignored_tail is None else min(offset, self.ignored_tail)
 
     def rows(self) -> list[dict]:
         """Every row, in file order."""

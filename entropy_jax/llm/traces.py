@@ -32,7 +32,7 @@ import numpy as np
 
 from entropy_jax.data.mcqa import content_hash
 from entropy_jax.llm import prompts
-from entropy_jax.stores import JsonlStore, RunLock, digest
+from entropy_jax.stores import JsonlStore, RunLock, RunLockedError, digest
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 MODES = ("cot", "think")
@@ -149,21 +149,38 @@ def _store(cache: str | Path, *, writable: bool) -> JsonlStore:
     return JsonlStore(cache, required=("id", "key"), writable=writable)
 
 
-def read_cache(cache: str | Path, key: dict, questions=None) -> dict[str, GeneratedTrace]:
+def read_cache(cache: str | Path, key: dict, questions=None, *, repair: bool = False) -> dict[str, GeneratedTrace]:
     """Cached traces with this key (a torn last line of a killed run is ignored, with a note); with `questions`,
-    only traces made from their current content (`mcqa.content_hash`)."""
+    only traces made from their current content (`mcqa.content_hash`). `repair`: also cut that torn line away
+    now (`repair_cache`), not only when the cache is next extended."""
     content = None if questions is None else {q.id: content_hash(q) for q in questions}
-    rows = _store(cache, writable=False).keyed(key, content=content)
+    store = _store(cache, writable=False)
+    rows = store.keyed(key, content=content)
+    if repair and store.ignored_tail is not None:
+        repair_cache(cache)
     return {i: GeneratedTrace.from_dict(row) for i, row in rows.items()}
+
+
+def repair_cache(cache: str | Path) -> None:
+    """Cut a torn last line (a writer killed mid-append) from the cache file, under its lock, with a note on the
+    `entropy_jax.stores` logger. A cache that a live process is extending is left alone: the line it sees
+    torn may be the one that process is writing, and its own first read has repaired the file."""
+    cache = Path(cache)
+    try:
+        with RunLock(cache.parent, name=cache.name + ".lock"):
+            _store(cache, writable=True).rows()
+    except RunLockedError:
+        pass
 
 
 def cached(questions, *, source: str, cache: str | Path, mode: str, max_new_tokens: int, style: str = "letters",
            system: str | None = None, model: str | None = None) -> TraceRun | None:
     """The traces of every question from the cache (no model needed), or None when some are missing. `model`:
-    the model's `model_key` (default: that of `source`)."""
+    the model's `model_key` (default: that of `source`). A torn last line a killed run left in the cache is
+    cut away (`repair_cache`), so it is noted once, not by every later run."""
     model = model_key(source) if model is None else model
     have = read_cache(cache, cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style,
-                                       system=system, model=model), questions)
+                                       system=system, model=model), questions, repair=True)
     if not all(q.id in have for q in questions):
         return None
     return TraceRun({q.id: have[q.id] for q in questions}, mode, cached_questions=len(questions))
