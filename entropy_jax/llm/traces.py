@@ -9,15 +9,19 @@ Two modes:
   their chat template with thinking enabled; the trace is the `<think>…</think>` span and generation stops at
   `</think>`.
 
-Every generated token's full-vocabulary entropy (temperature 1, nats) and its id come from the decode loop
-itself (no extra forward pass). Traces are appended batch by batch to a JSONL store (`entropy_jax.stores`),
-each row tagged with `cache_key(...)`; a later or resumed call generates only the questions the store lacks
-for that key, so no token is generated twice. Batches are padded to `batch_size` rows, so every batch reuses
-one compiled decode loop; `_decode` is the only place that calls the model.
+Generation runs on the continuous-batching engine (`entropy_jax.llm.engine`, `batch_size` decode slots):
+every generated token's full-vocabulary entropy (temperature 1, nats) and its id come from the decode loop
+itself (no extra forward pass). Each trace is appended to a JSONL store (`entropy_jax.stores`, one fsync'd
+line, tagged with `cache_key(...)`) the moment its request finishes, so a killed run loses only the traces
+still decoding; a later or resumed call generates only the questions the store lacks for that key, so no
+finished trace is generated twice, and it writes exactly the rows an uninterrupted run would have written
+(the engine runs `reproducible`, with the cache length of the whole question set). In a multi-process job
+every process generates and process 0 writes. `_decode` is the only place that calls the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from entropy_jax.llm import prompts
+from entropy_jax import runtime
+from entropy_jax.llm import engine, prompts
+from entropy_jax.llm.api import bucket
 from entropy_jax.stores import JsonlStore, RunLock
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -149,52 +155,74 @@ def cached(questions, *, source: str, cache: str | Path, mode: str, max_new_toke
 
 def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto", max_new_tokens: int = 512,
              batch_size: int = 8, style: str = "letters", system: str | None = None,
-             progress: Callable[[int], None] | None = None) -> TraceRun:
+             progress: Callable[[int], None] | None = None, write: bool | None = None) -> TraceRun:
     """Greedy traces of model `lm` (named `source` in the cache key) for `questions`, reusing and extending the
-    JSONL store `cache`; while it generates, the cache file is locked (`RunLock`) against a second writer."""
+    JSONL store `cache`; while it generates, the cache file is locked (`RunLock`) against a second writer.
+
+    The questions the store lacks run on the continuous-batching engine (`engine.generate`, `batch_size`
+    decode slots); each finished trace is appended and fsync'd at once, from the engine's `on_result`, so a
+    killed run loses only the traces still being decoded. `write` (default: `runtime.is_writer()`, i.e.
+    process 0 of a multi-process job) says whether this process locks and appends; the others generate the
+    same traces without touching the file. `progress(n)` is called as traces finish."""
     mode = model_mode(lm, mode)
     cache = Path(cache)
     key = cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style, system=system)
     have = read_cache(cache, key)
     todo = [q for q in questions if q.id not in have]
     result = TraceRun({}, mode, cached_questions=len(questions) - len(todo))
+    write = runtime.is_writer() if write is None else write
+    runtime.check_same_everywhere([q.id for q in todo], f"questions left to trace in {cache}")
     if todo:
-        open_id, close_id = thinking_tokens(lm.tokenizer) if mode == "think" else (None, None)
-        eos = tuple(lm.stop_token_ids())
-        stops = eos + ((close_id,) if close_id is not None else ())
         t0 = time.perf_counter()
-        with RunLock(cache.parent, name=cache.name + ".lock"):
-            store = _store(cache, writable=True)
+        with RunLock(cache.parent, name=cache.name + ".lock") if write else contextlib.nullcontext():
+            store = _store(cache, writable=write)
             store.rows()  # repair a torn tail before appending
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start: start + batch_size]
-                ids = [lm.tokenizer(prompt(lm.tokenizer, q, mode=mode, style=style, system=system),
-                                    add_special_tokens=False)["input_ids"] for q in chunk]
-                made = [_trace(lm, q, ids[i], toks, ents, mode=mode, open_id=open_id, close_id=close_id,
-                               style=style, eos=set(eos))
-                        for i, (q, (toks, ents)) in enumerate(zip(chunk, _decode(lm, ids, batch_size=batch_size,
-                                                                                  max_new_tokens=max_new_tokens,
-                                                                                  stop_token_ids=stops)))]
-                for t in made:
-                    have[t.id] = t
-                    result.generated_tokens += t.n_tokens
-                result.generated_questions += len(made)
-                store.append([t.to_dict() | {"key": key} for t in made])
-                if progress is not None:
-                    progress(len(chunk))
+            _decode(lm, questions, todo, mode=mode, max_new_tokens=max_new_tokens, slots=batch_size, style=style,
+                    system=system, on_trace=lambda t: _keep(t, have, result, store if write else None, key, progress))
         result.seconds = time.perf_counter() - t0
     result.traces = {q.id: have[q.id] for q in questions}
     return result
 
 
-def _decode(lm, prompt_ids: list[list[int]], *, batch_size: int, max_new_tokens: int,
-            stop_token_ids: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(generated ids, their entropies) of each prompt: greedy, at most `max_new_tokens`, stopping at any of
-    `stop_token_ids`. The rows are padded to `batch_size` (repeating the last prompt) so every batch runs the
-    same compiled decode loop. The one generation call of the trace generator."""
-    out = lm.generate(prompt_ids + [prompt_ids[-1]] * (batch_size - len(prompt_ids)), max_new_tokens=max_new_tokens,
-                      stop_token_ids=stop_token_ids, decode_text=False)
-    return [(out.tokens[i][out.valid[i]], out.entropy[i][out.valid[i]]) for i in range(len(prompt_ids))]
+def _keep(t: GeneratedTrace, have: dict, result: TraceRun, store: JsonlStore | None, key: dict, progress) -> None:
+    """A finished trace: append it to the store (one fsync'd line), count it, report progress."""
+    if store is not None:
+        store.append([t.to_dict() | {"key": key}])
+    have[t.id] = t
+    result.generated_tokens += t.n_tokens
+    result.generated_questions += 1
+    if progress is not None:
+        progress(1)
+
+
+def _decode(lm, questions, todo, *, mode: str, max_new_tokens: int, slots: int, style: str, system: str | None,
+            on_trace: Callable[[GeneratedTrace], None]) -> None:
+    """The traces of `todo` (a subset of `questions`), each handed to `on_trace` as soon as it finishes: greedy,
+    at most `max_new_tokens`, stopping at the end of turn (and `</think>` in thinking mode). The one
+    generation call of the trace generator.
+
+    The engine runs `reproducible`, with the cache length of the whole question set: a trace does not depend
+    on which other questions are left, so a resumed run writes exactly the rows an uninterrupted run writes."""
+    open_id, close_id = thinking_tokens(lm.tokenizer) if mode == "think" else (None, None)
+    eos = tuple(lm.stop_token_ids())
+    stops = eos + ((close_id,) if close_id is not None else ())
+
+    def ids(q):
+        return lm.tokenizer(prompt(lm.tokenizer, q, mode=mode, style=style, system=system),
+                            add_special_tokens=False)["input_ids"]
+
+    prompt_ids = {q.id: ids(q) for q in questions}
+    by_id = {q.id: q for q in todo}
+    cache_len = bucket(max(len(p) for p in prompt_ids.values()) + max_new_tokens)
+    requests = [engine.Request(prompt_ids[q.id], max_new_tokens, stops, q.id) for q in todo]
+
+    def finished(res: engine.Result) -> None:
+        q = by_id[res.id]
+        on_trace(_trace(lm, q, prompt_ids[q.id], res.tokens, res.entropy, mode=mode, open_id=open_id,
+                        close_id=close_id, style=style, eos=set(eos)))
+
+    engine.generate(lm, requests, slots=slots, cache_len=cache_len, on_result=finished, decode_text=False,
+                    reproducible=True)
 
 
 def _trace(lm, q, prompt_ids, toks, ents, *, mode, open_id, close_id, style, eos: set) -> GeneratedTrace:

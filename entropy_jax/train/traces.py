@@ -8,9 +8,9 @@ A teacher is one of
   (`entropy_jax.llm.traces`, the one Chapter 5's thinkers use), which also records every generated token's
   full-vocabulary entropy (nats).
 
-Generated traces are appended batch by batch to a JSONL cache keyed by the teacher and its generation
-settings; a later run (or a resumed one) generates only the questions the cache lacks, so no teacher token
-is generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
+Generated traces are appended one by one, as they finish, to a JSONL cache keyed by the teacher and its
+generation settings; a later run (or a resumed one) generates only the questions the cache lacks, so no
+finished teacher trace is generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
 need not agree.
 """
 

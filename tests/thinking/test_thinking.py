@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from entropy_jax.data import mcqa
-from entropy_jax.llm import prompts
+from entropy_jax.llm import engine, prompts
 from entropy_jax.thinking import answer as ans
 from entropy_jax.thinking import traces as tr
 from tests.llm.conftest import build, char_tokenizer, reference
@@ -93,9 +93,9 @@ def test_cache_is_reused_and_extended(thinker, questions, tmp_path, monkeypatch)
     cache = tmp_path / "c.jsonl"
     first = tr.generate(thinker, questions[:2], thinker="t", cache=cache, max_think_tokens=12, batch_size=2)
     assert first.generated_questions == 2 and first.generated_tokens == sum(t.n_tokens for t in first.traces.values())
-    calls = []
-    real = thinker.generate
-    monkeypatch.setattr(thinker, "generate", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    calls = []  # the requests of each engine call (the generator's one way to the model)
+    real = engine.generate
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     again = tr.generate(thinker, questions[:2], thinker="t", cache=cache, max_think_tokens=12, batch_size=2)
     assert calls == [] and again.generated_tokens == 0 and again.cached_questions == 2
     assert again.traces == first.traces
