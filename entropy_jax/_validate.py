@@ -17,11 +17,12 @@ Three kinds, one module so that every chapter words its errors the same way:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,19 @@ class ConfigError(ValueError):
     """An invalid launcher argument; the message starts with the flag, e.g. "--loss: ..."."""
 
 
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """For a launcher's `cli`: a bad flag (`ConfigError`), a refused resume or unreadable store
+    (`stores.StoreError`) or an --out held by another process (`stores.RunLockedError`) ends the process with
+    "error: …" on stderr and exit status 1 instead of a traceback."""
+    from entropy_jax.stores import RunLockedError, StoreError
+
+    try:
+        yield
+    except (ConfigError, StoreError, RunLockedError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def flag(field: str) -> str:
     """The command-line spelling of a config field (tyro's): n_iter → --n-iter."""
     return "--" + field.replace("_", "-")
@@ -316,6 +330,70 @@ def flag_out_dir(field: str, path) -> Path:
 
 
 MAX_SEED = 2**63 - 1  # seeds become numpy/JAX uint64 keys
+DTYPES = ("float32", "bfloat16", "float16")  # what `entropy_jax.llm.load` accepts
+
+
+def flag_seed(field: str, value) -> int:
+    return flag_int(field, value, 0, MAX_SEED)
+
+
+def flag_optional_int(field: str, value, lo: int | None = None, hi: int | None = None) -> int | None:
+    """None, or an integer flag in [lo, hi]."""
+    return None if value is None else flag_int(field, value, lo, hi)
+
+
+def flag_text(field: str, value, *, optional: bool = False) -> str | None:
+    """A non-empty string (None allowed with `optional`)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise flag_error(field, "must be a non-empty string", value)
+    return value
+
+
+def flag_model(field: str, source) -> str:
+    """A model source `entropy_jax.llm.load` can read, checked without loading it: an alias whose wheel is
+    installed, an existing .gguf file, a directory with a readable config.json, or a hub id (owner/name). Returns
+    its kind ("alias", "gguf", "hf", "hub")."""
+    from entropy_jax.llm.api import check_source
+
+    flag_text(field, str(source) if isinstance(source, Path) else source)
+    try:
+        return check_source(source)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{flag(field)}: {e}") from None
+
+
+def flag_data(field: str, source, *, split: str | None = None, limit: int | None = None) -> list:
+    """The questions of a --data source (`entropy_jax.data.mcqa.load`); a missing, unreadable or malformed file
+    is a ConfigError naming the flag, the file and the line."""
+    from entropy_jax.data import mcqa
+
+    flag_text(field, str(source) if isinstance(source, Path) else source)
+    try:
+        return mcqa.load(source, split=split, limit=limit)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{flag(field)}: {e}") from None
+
+
+def flag_mesh(**axes) -> None:
+    """Mesh axis flags (data / fsdp / tensor sizes): each ≥ 1 or -1 (all remaining devices), at most one -1."""
+    for name, v in axes.items():
+        flag_int(name, v, -1)
+        if v == 0:
+            raise flag_error(name, "must be >= 1, or -1 for all remaining devices", v)
+    if sum(v == -1 for v in axes.values()) > 1:
+        raise ConfigError(f"at most one of {', '.join(map(flag, axes))} may be -1 (got "
+                          + ", ".join(f"{flag(k)} {v}" for k, v in axes.items()) + ")")
+
+
+def too_long(lengths: dict[str, int], context: int, *, what: str, field: str = "data",
+             skip_flag: str = "skip_long") -> ConfigError:
+    """The error for questions whose prompts do not fit a model's context: names the ids and the way out."""
+    over = sorted(lengths.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{i} ({n} tokens)" for i, n in over[:5]) + (f" and {len(over) - 5} more" if len(over) > 5 else "")
+    return ConfigError(f"{flag(field)}: {len(over)} questions do not fit the context of {what} ({context} "
+                       f"positions): {shown}; pass {flag(skip_flag)} to skip them (counted in the results)")
 
 
 def flag_resume_file(path: Path, resume: bool) -> None:

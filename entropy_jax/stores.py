@@ -13,6 +13,15 @@ Store rules (a crash, a full disk or a second process must never leave a wrong r
 - Batch stores (rows carrying "batch" and "batch_rows"): a batch cut short at the end of the file is cut away
   too (with a note), so a resumed run redoes exactly that batch; an incomplete or repeated batch anywhere else
   is an error.
+
+Content keys (a resume must never mix results of other inputs): every row carries "content", a short hash of
+everything its computation read (the question's text, options and answer — `mcqa.content_hash` — plus, where
+they apply, the trace an answerer read or the answer a judge was shown). `check_batches` matches a batch store's
+rows with the inputs by id and content, not by position alone, and refuses naming the ids that differ; caches
+(`JsonlStore.keyed`, trace stores) reuse only rows whose content matches and recompute the others. What a whole
+directory was made from — the data set's {id: content} map, each model's `llm.fingerprint`, an input file's
+hash — is recorded in OUT/inputs.json by `check_inputs`, which refuses a resume whose inputs changed, naming the
+ids, files or models; the settings go to OUT/settings.json (`check_settings`).
 """
 
 from __future__ import annotations
@@ -35,10 +44,15 @@ log = logging.getLogger(__name__)
 __all__ = [
     "JsonlStore",
     "Partial",
+    "ResumeError",
     "RunLock",
     "RunLockedError",
     "StoreError",
+    "check_batches",
+    "check_inputs",
     "check_settings",
+    "digest",
+    "file_digest",
     "read_json",
     "safe_name",
     "to_json",
@@ -48,6 +62,25 @@ __all__ = [
 
 class StoreError(ValueError):
     """A store file holds something it cannot have written itself (the message names the file and line)."""
+
+
+class ResumeError(StoreError):
+    """A run directory holds results of other settings or other inputs (the message names what changed)."""
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    """The first `n` hex digits of the SHA-256 of `obj` as canonical JSON (sorted keys): a content key."""
+    text = json.dumps(to_json(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def file_digest(path: str | os.PathLike, n: int = 16) -> str:
+    """The first `n` hex digits of the SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
 
 
 # ------------------------------------------------------------------------------------------------ JSON files
@@ -124,11 +157,122 @@ def check_settings(out: str | os.PathLike, settings: dict, *, holds: Iterable[st
     path = out / "settings.json"
     settings = to_json(settings)
     old = read_json(path)
-    if old is not None and old != settings and any(any(out.glob(str(p))) for p in holds):
+    if old is not None and old != settings and _holds(out, holds):
         changed = _diff(old, settings)
-        raise ValueError(f"{out} holds {what} made with other settings (saved → now: {changed}); use another "
-                         "--out or delete it")
+        raise ResumeError(f"{out} holds {what} made with other settings (saved → now: {changed}); use another "
+                          "--out or delete it")
     write_json(path, settings)
+
+
+def _holds(out: Path, holds: Iterable[str | os.PathLike]) -> list[str]:
+    return sorted({str(p.relative_to(out)) for pattern in holds for p in out.glob(str(pattern))})
+
+
+def check_inputs(out: str | os.PathLike, inputs: Mapping[str, Any], *,
+                 holds: Iterable[str | os.PathLike] | Mapping[str, Iterable[str | os.PathLike]] = (),
+                 what: str = "results") -> None:
+    """Refuse to reuse `out` for results of other inputs, then record `inputs` in OUT/inputs.json.
+
+    `inputs` maps a name ("data", "model", "teacher", "model <source>", …) to that input's identity: a data set's
+    `mcqa.identity` ({"source", "questions": {id: content hash}}), a model's `llm.fingerprint`, a file's digest.
+    `holds`: the result files (globs relative to `out`) made from the inputs — one list for all, or a list per
+    name (a matrix run's pairs of one answerer). An input whose identity changed while files made from it exist
+    is an error naming the input and what changed (question ids, model files); with none of them present the new
+    identity is recorded (a run that failed before producing anything never blocks the corrected command).
+    Names recorded earlier and absent from `inputs` are kept (a matrix re-run may name fewer models).
+    """
+    out = Path(out)
+    path = out / "inputs.json"
+    inputs = to_json(dict(inputs))
+    old = read_json(path) or {}
+    if not isinstance(old, dict):
+        raise StoreError(f"{path}: not an inputs record (a JSON object expected); delete it to recompute")
+    problems = []
+    for name, identity in inputs.items():
+        # in order: a data set's questions reordered is a change (batches and splits follow the order)
+        if name not in old or json.dumps(old[name]) == json.dumps(identity):
+            continue
+        made = _holds(out, holds.get(name, ()) if isinstance(holds, Mapping) else holds)
+        if made:
+            problems.append(f"{name}: {describe_change(old[name], identity)} (made from it: "
+                            f"{', '.join(made[:3])}{', …' if len(made) > 3 else ''})")
+    if problems:
+        raise ResumeError(f"{out} holds {what} made from other inputs — " + "; ".join(problems)
+                          + ". Use another --out, or delete those files to recompute")
+    write_json(path, old | inputs)
+
+
+def _ids(ids: list[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def question_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """Which question ids of an {id: content hash} map changed, are new or are gone (or the order changed)."""
+    changed = [i for i in new if i in old and old[i] != new[i]]
+    added = [i for i in new if i not in old]
+    gone = [i for i in old if i not in new]
+    parts = []
+    if changed:
+        parts.append(f"{len(changed)} of {len(new)} questions changed (text, options or answer): {_ids(changed)}")
+    if added:
+        parts.append(f"{len(added)} new: {_ids(added)}")
+    if gone:
+        parts.append(f"{len(gone)} gone: {_ids(gone)}")
+    if not parts and list(old) != list(new):
+        parts.append("the same questions in another order")
+    return "; ".join(parts) or "no question changed"
+
+
+def describe_change(old: Any, new: Any) -> str:
+    """A short account of how an input's identity changed: question ids for data sets, files and values else."""
+    if isinstance(old, dict) and isinstance(new, dict) and isinstance(old.get("questions"), dict) \
+            and isinstance(new.get("questions"), dict):
+        rest = _diff({k: v for k, v in old.items() if k != "questions"},
+                     {k: v for k, v in new.items() if k != "questions"})
+        same = list(old["questions"].items()) == list(new["questions"].items())
+        text = "" if same else question_changes(old["questions"], new["questions"])
+        return "; ".join(x for x in (text, ", ".join(f"{k}: {a} → {b}" for k, (a, b) in rest.items())) if x)
+    changes = _diff(old, new)
+    return ", ".join(f"{k or 'identity'}: {a} → {b}" for k, (a, b) in changes.items())
+
+
+def check_batches(path: str | os.PathLike, rows: list[dict], expected: list[tuple[str, str]], batch_size: int, *,
+                  content: str = "its question") -> None:
+    """The rows of a batch store (`JsonlStore.complete_batches`) against the inputs they must have been made from:
+    batch b holds exactly the ids and "content" hashes of `expected[b * batch_size: (b + 1) * batch_size]`
+    ((id, content) pairs in input order). Rows are matched by id and content, not by position alone; anything
+    else is a `ResumeError` naming the file and the ids (`content` words what a row's content covers)."""
+    want = dict(expected)
+    position = {i: k for k, (i, _) in enumerate(expected)}
+    batches: dict[int, list[dict]] = {}
+    for r in rows:
+        batches.setdefault(r["batch"], []).append(r)
+    changed, foreign, moved, missing = [], [], [], []
+    for b, group in batches.items():
+        have = {r["id"] for r in group}
+        for r in group:
+            i = r["id"]
+            if i not in want:
+                foreign.append(i)
+            elif r.get("content") != want[i]:
+                changed.append(i)
+            elif position[i] // batch_size != b:
+                moved.append(i)
+        missing += [i for i, _ in expected[b * batch_size: (b + 1) * batch_size] if i not in have]
+    if not (changed or foreign or moved or missing):
+        return
+    parts = []
+    if changed:
+        parts.append(f"{len(changed)} rows whose content differs ({content} changed, or rows of an older version "
+                     f"without content keys): {_ids(changed)}")
+    if foreign:
+        parts.append(f"{len(foreign)} rows of questions no longer in the data: {_ids(foreign)}")
+    if moved:
+        parts.append(f"{len(moved)} rows of questions now at other positions: {_ids(moved)}")
+    if missing:
+        parts.append(f"finished batches lack {len(missing)} questions of the data: {_ids(missing)}")
+    raise ResumeError(f"{path} holds results of other inputs — " + "; ".join(parts)
+                      + ". Use another --out, or delete the file to recompute")
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> dict:
@@ -231,11 +375,26 @@ class JsonlStore:
         """Every row, in file order."""
         return [ln.row for ln in self._read()]
 
-    def keyed(self, key: Mapping, *, id_field: str = "id") -> dict[str, dict]:
+    def keyed(self, key: Mapping, *, id_field: str = "id", content: Mapping[str, str] | None = None) -> dict[str, dict]:
         """{id: row} of the rows whose "key" equals `key` (rows of other settings stay in the file, untouched);
-        a later row of the same id wins."""
+        a later row of the same id wins. With `content` ({id: content hash}), only rows whose "content" is the
+        current one of their id count: a row made from an older version of the question is never reused."""
         key = to_json(key)
-        return {ln.row[id_field]: ln.row for ln in self._read() if ln.row.get("key") == key}
+        return {ln.row[id_field]: ln.row for ln in self._read() if ln.row.get("key") == key
+                and (content is None or ln.row.get("content") == content.get(ln.row[id_field], ln))}
+
+    def keep_rows(self, n: int) -> None:
+        """Cut the file after its first `n` rows (a resumed run redoes what came after); writable stores only."""
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+        lines = self._read()
+        if n >= len(lines):
+            return
+        with self.path.open("r+b") as f:
+            f.truncate(lines[n].offset)
+            f.flush()
+            os.fsync(f.fileno())
+        self._lines = lines[:n]
 
     def complete_batches(self) -> list[dict]:
         """The rows of a batch store ("batch", "batch_rows" in every row), batch by batch in index order.

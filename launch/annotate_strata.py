@@ -18,10 +18,19 @@ judge_stratum) and DIR/strata_metrics.json: parse rate, agreement with the data'
 --scores — the scored model's accuracy and every uncertainty signal's error detection per judge stratum, plus
 the judge's confidence evaluated as an error predictor exactly like entropy (ROC-AUC with a bootstrap
 interval, PRR, AURC). The synopsis reports judge confidence as a negative finding; we report whatever we
-measure. Resumes like launch/mcqa_entropy (fixed batches, DIR/.lock).
+measure. Resumes like launch/mcqa_entropy (fixed batches, rows keyed by content, DIR/.lock); --scores must
+score the same questions as --data (no shared id, or another version of a question, is an error). Every flag
+is checked before any work ("error: --flag: …", exit 1); a question whose judge prompt does not fit the
+judge's context stops the run before judging, named by id, unless --skip-long.
+
+Prompt format of the judge: `--prompt chat` (default, its chat template), `--prompt plain` (no template; for
+base-model judges: probes end in "Answer:" and read Yes/No there) or `--prompt mmlu` (plain, the question in
+lm-eval's MMLU layout); `--instruction TEXT` puts TEXT before every judge prompt (default none). There is no
+`--fewshot`: few-shot examples are answered questions, and the judge rates questions without answering them.
 
 Settings (defaults in `strata.JudgeConfig`): --judge smollm2-135m-instruct, --mode generate, --data demo,
---scores None, --limit None, --batch-size 8, --max-new-tokens 96, --dtype float32, --n-boot 1000, --seed 0.
+--scores None, --limit None, --batch-size 8, --max-new-tokens 96, --dtype float32, --n-boot 1000, --seed 0,
+--prompt chat, --instruction none, --no-skip-long.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from pathlib import Path
 
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.eval import strata
 
@@ -52,7 +62,9 @@ def main(config: Config) -> dict:
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.annotate_strata` in a checkout; installed: `entropy-jax-annotate-strata`)."""
     runtime.configure()
-    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,22 @@ Training settings are `--train.*` (`entropy_jax.train.TrainConfig`): `--train.ep
 `--train.save-every N`; LoRA is the subcommand `train.lora:lora-config --train.lora.rank 16` (after the other
 flags). Settings (defaults in `pipeline.FinetuneConfig`): --student smollm2-135m-instruct, --teacher rationale,
 --train-data demo, --eval-data demo, --eval-size 96, --policy gated, --dtype float32, --hard-quantile 0.75,
---teacher-max-new-tokens 512, --labels letters, --score-batch 8.
+--teacher-max-new-tokens 512, --labels letters, --score-batch 8, --no-skip-long, --prompt chat, --instruction
+(prompts.INSTRUCTION), --fewshot None. The prompt flags set the answer-only prompt of gating, evaluation and
+answer-only examples (`--prompt plain|mmlu`: no chat template, the example's completion is " C" and EOS after
+"Answer:"; `--instruction none`; `--fewshot FILE` of answered questions, none of them a training or held-out
+question); CoT examples keep the step-by-step chat prompt.
 
 Writes OUT/settings.json, bands.json, plan.json, train_log.jsonl (per step and per epoch: tokens through the
 model, loss-bearing tokens, teacher tokens), summary.json, checkpoints/ (Orbax; every `--train.save-every`
-steps, at epoch ends and on SIGTERM/SIGINT) and final/. `--resume` continues a killed run from its last
-checkpoint with the same data order and ends with the same parameters (other settings are refused; OUT/.lock
-keeps a second process out). `python -m launch.frontier --sweep results/finetune` plots accuracy against
-tokens for the policies.
+steps, at epoch ends and on SIGTERM/SIGINT) and final/. `--resume` continues a killed run from its newest
+checkpoint that restores (a damaged one is skipped, with a note) with the same data order and ends with the
+same parameters; other settings, other questions (a data file edited under the same path), another student or
+teacher are refused naming what changed (OUT/inputs.json; the checkpoints carry the digest of the tokenized
+examples); OUT/.lock keeps a second process out. Every flag is checked before any work ("error: --flag: …",
+exit 1); a question whose scoring prompt does not fit the student's context stops the run before gating, named
+by id, unless --skip-long. `python -m launch.frontier --sweep results/finetune` plots accuracy against tokens
+for the policies.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from pathlib import Path
 
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.train import pipeline
 
@@ -65,6 +74,8 @@ class Config(pipeline.FinetuneConfig):
 
 
 def main(config: Config) -> dict:
+    config.check()
+    check.flag_mesh(data_axis=config.data_axis, fsdp=config.fsdp, tensor=config.tensor)
     runtime.initialize()
     mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
     summary = pipeline.run(config, config.out, mesh=mesh, resume=config.resume, progress=config.progress)
@@ -79,7 +90,9 @@ def main(config: Config) -> dict:
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.finetune` in a checkout; installed: `entropy-jax-finetune`)."""
     runtime.configure()
-    summary = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        summary = main(config)
     if summary["status"] == "interrupted" and summary.get("signal"):
         sys.exit(128 + int(summary["signal"]))
 

@@ -9,7 +9,9 @@ Runtime: seconds (reads the runs' summary.json files; no model). Every subdirect
 `entropy_jax.train.frontier.run`: for each run, held-out accuracy after every epoch against the cumulative
 loss-bearing tokens (the supervised target tokens, the paper's "processed tokens"; `--x tokens` uses every
 token through the model instead), from the untrained student at 0 tokens. Writes SWEEP/frontier.png,
-frontier.json and frontier.md (also printed).
+frontier.json and frontier.md (also printed), holding SWEEP/.frontier.lock meanwhile. Every flag is checked
+before anything is read ("error: --flag: …", exit 1); an unreadable or foreign summary.json is an error naming
+the file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import runtime
 from entropy_jax.train import frontier
 
@@ -47,7 +50,9 @@ def main(config: Config) -> dict:
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.frontier` in a checkout; installed: `entropy-jax-frontier`)."""
     runtime.configure()
-    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
 
 
 if __name__ == "__main__":

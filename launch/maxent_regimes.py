@@ -32,7 +32,7 @@ from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import regimes_markdown as markdown
 from entropy_jax.runtime import data_mesh
-from entropy_jax.stores import Partial, write_json
+from entropy_jax.stores import Partial, RunLock, write_json
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
@@ -88,36 +88,34 @@ def main(config: Config) -> dict:
     out = Path(config.out).expanduser()
     check.flag_resume_file(out / "regimes.partial.json", config.resume)
     results = _previous_results(out / "regimes.json")
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = REGIMES if config.regime == "all" else (config.regime,)
-    settings = configs.settings(config)
-    partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
-    common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
-                  done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
-    plt = plots.pyplot()
-    with jax.enable_x64(True):
-        if "near_uniform" in chosen:
-            results["near_uniform"] = study.near_uniform_regime(alphas=config.alphas, **common)
-            plt.close(plots.near_uniform_regime(results["near_uniform"], path=out / "near_uniform.png"))
-        if "encodings" in chosen:
-            results["encodings"] = study.encoding_regime(kinds=config.encodings, **common)
-            plt.close(plots.encoding_regime(results["encodings"], path=out / "encodings.png"))
-        if "moments" in chosen:
-            results["moments"] = study.second_moment_regime(**common)
-            plt.close(plots.second_moment_regime(results["moments"], path=out / "second_moment.png"))
-    write_json(out / "regimes.json", results)
-    partial.finish()
-    return results
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        chosen = REGIMES if config.regime == "all" else (config.regime,)
+        settings = configs.settings(config)
+        partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
+        common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
+                      done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
+        plt = plots.pyplot()
+        with jax.enable_x64(True):
+            if "near_uniform" in chosen:
+                results["near_uniform"] = study.near_uniform_regime(alphas=config.alphas, **common)
+                plt.close(plots.near_uniform_regime(results["near_uniform"], path=out / "near_uniform.png"))
+            if "encodings" in chosen:
+                results["encodings"] = study.encoding_regime(kinds=config.encodings, **common)
+                plt.close(plots.encoding_regime(results["encodings"], path=out / "encodings.png"))
+            if "moments" in chosen:
+                results["moments"] = study.second_moment_regime(**common)
+                plt.close(plots.second_moment_regime(results["moments"], path=out / "second_moment.png"))
+        write_json(out / "regimes.json", results)
+        partial.finish()
+        return results
 
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.maxent_regimes` in a checkout; installed: `entropy-jax-maxent-regimes`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    try:
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
         res = main(cfg)
-    except check.ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/regimes.json and figures")
 

@@ -29,7 +29,7 @@ from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import table1_markdown as markdown
 from entropy_jax.runtime import data_mesh
-from entropy_jax.stores import Partial, write_json
+from entropy_jax.stores import Partial, RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,48 +75,46 @@ def main(config: Config) -> dict:
     check_config(config)
     out = Path(config.out).expanduser()
     check.flag_resume_file(out / "table1.partial.json", config.resume)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
-    done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
-    with jax.enable_x64(True):
-        table = study.table1(
-            n_priors=config.priors,
-            n_samples=config.samples,
-            seed=config.seed,
-            ms=config.ms,
-            n=config.n,
-            alpha0=config.alpha0,
-            eps=config.eps,
-            done=done,
-            on_row=lambda row: partial.put(row["M"], row),
-            mesh=data_mesh(),
-            progress=config.progress,
-        )
-    write_json(out / "table1.json", table)
-    (out / "table1.md").write_text(markdown(table))
-    plt = plots.pyplot()
-    default_prior = (config.n, config.alpha0, config.eps) == (60, 0.3, 1.1)
-    fig = plots.risk_vs_m(table, published=study.PUBLISHED_TABLE1 if default_prior else None,
-                          path=out / "risk_vs_M.png")
-    plt.close(fig)
-    curves = [
-        {"M": r["M"], "xi": table["xi_grid"], "risk": r["xi_risk"], "xi_opt": r["xi_opt"],
-         "baseline": table["baseline_exact"]}
-        for r in table["rows"] if r.get("xi_risk") is not None
-    ]
-    plt.close(plots.xi_curves(curves, path=out / "xi_curves.png"))
-    partial.finish()
-    return table
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
+        done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
+        with jax.enable_x64(True):
+            table = study.table1(
+                n_priors=config.priors,
+                n_samples=config.samples,
+                seed=config.seed,
+                ms=config.ms,
+                n=config.n,
+                alpha0=config.alpha0,
+                eps=config.eps,
+                done=done,
+                on_row=lambda row: partial.put(row["M"], row),
+                mesh=data_mesh(),
+                progress=config.progress,
+            )
+        write_json(out / "table1.json", table)
+        (out / "table1.md").write_text(markdown(table))
+        plt = plots.pyplot()
+        default_prior = (config.n, config.alpha0, config.eps) == (60, 0.3, 1.1)
+        fig = plots.risk_vs_m(table, published=study.PUBLISHED_TABLE1 if default_prior else None,
+                              path=out / "risk_vs_M.png")
+        plt.close(fig)
+        curves = [
+            {"M": r["M"], "xi": table["xi_grid"], "risk": r["xi_risk"], "xi_opt": r["xi_opt"],
+             "baseline": table["baseline_exact"]}
+            for r in table["rows"] if r.get("xi_risk") is not None
+        ]
+        plt.close(plots.xi_curves(curves, path=out / "xi_curves.png"))
+        partial.finish()
+        return table
 
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.maxent_table1` in a checkout; installed: `entropy-jax-maxent-table1`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    try:
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
         result = main(cfg)
-    except check.ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
     print(markdown(result))
     print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")
 

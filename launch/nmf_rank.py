@@ -34,7 +34,7 @@ from entropy_jax.nmf import study
 from entropy_jax.nmf.inputs import check_common, load_checked
 from entropy_jax.nmf.report import rank_scan_markdown as markdown
 from entropy_jax.runtime import data_mesh
-from entropy_jax.stores import Partial, write_json
+from entropy_jax.stores import Partial, RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,38 +79,36 @@ def main(config: Config) -> dict:
     images = load_checked(config, max(ranks), "ranks", config.ranks)
     out = Path(config.out).expanduser()
     check.flag_resume_file(out / "rank_scan.partial.json", config.resume)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
-    result = study.rank_scan(
-        images.P.astype(np.float32),
-        ranks,
-        key=jax.random.key(config.seed),
-        seeds=config.seeds,
-        n_iter=config.n_iter,
-        loss=config.loss,
-        noise=config.noise,
-        tau=config.tau,
-        mesh=data_mesh(),
-        progress=config.progress,
-        done={int(k): v for k, v in partial.rows.items()},
-        on_rank=partial.put,
-    )
-    result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
-    write_json(out / "rank_scan.json", result)
-    plt = plots.pyplot()
-    plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
-    partial.finish()
-    return result
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
+        result = study.rank_scan(
+            images.P.astype(np.float32),
+            ranks,
+            key=jax.random.key(config.seed),
+            seeds=config.seeds,
+            n_iter=config.n_iter,
+            loss=config.loss,
+            noise=config.noise,
+            tau=config.tau,
+            mesh=data_mesh(),
+            progress=config.progress,
+            done={int(k): v for k, v in partial.rows.items()},
+            on_rank=partial.put,
+        )
+        result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
+        write_json(out / "rank_scan.json", result)
+        plt = plots.pyplot()
+        plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
+        partial.finish()
+        return result
 
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.nmf_rank` in a checkout; installed: `entropy-jax-nmf-rank`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    try:
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
         res = main(cfg)
-    except check.ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
 

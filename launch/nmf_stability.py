@@ -31,7 +31,7 @@ from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
 from entropy_jax.nmf.inputs import check_common, load_checked
 from entropy_jax.nmf.report import stability_markdown as markdown
-from entropy_jax.stores import write_json
+from entropy_jax.stores import RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,40 +68,38 @@ def main(config: Config) -> dict:
         raise check.flag_error("rank", f"exceeds min(pixels, images in a half) = {half} of {images.name}",
                                config.rank)
     out = Path(config.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    result = study.stability_study(
-        images.P.astype(np.float32),
-        config.rank,
-        key=jax.random.key(config.seed),
-        noise=config.noise,
-        seeds=config.seeds,
-        n_iter=config.n_iter,
-        loss=config.loss,
-    )
-    arrays = result.pop("arrays")
-    result |= {"data": images.name, "shape": list(images.shape)}
-    write_json(out / "stability.json", result)
-    np.savez_compressed(out / "stability_arrays.npz", **arrays)
-    plt = plots.pyplot()
-    title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
-             f"{config.noise:g} (another seed); sorted by cosine distance d")
-    plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
-                                title=title, path=out / "matched_pairs.png"))
-    plt.close(plots.entropy_scatter(arrays["S"], arrays["S_hat"], title=f"{images.name}, R = {config.rank}",
-                                    path=out / "entropy_scatter.png"))
-    plt.close(plots.noise_curve(result["noise_curve"], title=f"{images.name}, R = {config.rank}",
-                                path=out / "noise_curve.png"))
-    return result
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        result = study.stability_study(
+            images.P.astype(np.float32),
+            config.rank,
+            key=jax.random.key(config.seed),
+            noise=config.noise,
+            seeds=config.seeds,
+            n_iter=config.n_iter,
+            loss=config.loss,
+        )
+        arrays = result.pop("arrays")
+        result |= {"data": images.name, "shape": list(images.shape)}
+        write_json(out / "stability.json", result)
+        np.savez_compressed(out / "stability_arrays.npz", **arrays)
+        plt = plots.pyplot()
+        title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
+                 f"{config.noise:g} (another seed); sorted by cosine distance d")
+        plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
+                                    title=title, path=out / "matched_pairs.png"))
+        plt.close(plots.entropy_scatter(arrays["S"], arrays["S_hat"], title=f"{images.name}, R = {config.rank}",
+                                        path=out / "entropy_scatter.png"))
+        plt.close(plots.noise_curve(result["noise_curve"], title=f"{images.name}, R = {config.rank}",
+                                    path=out / "noise_curve.png"))
+        return result
 
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.nmf_stability` in a checkout; installed: `entropy-jax-nmf-stability`)."""
     runtime.configure()
     cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    try:
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
         res = main(cfg)
-    except check.ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
 

@@ -3,6 +3,7 @@
 Commands:
 
     python -m launch.reproduce --quick --out results/   # `make demo`: minutes on 2 CPU cores
+    python -m launch.reproduce --smoke --out results-smoke/   # `make demo-smoke` (CI): every section, toy sizes
     python -m launch.reproduce --out results/           # the paper-size settings
 
 Runtime on 2 CPU cores: --quick about 17 minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
@@ -48,6 +49,8 @@ from . import generate, maxent_regimes, maxent_table1, nmf_rank, nmf_stability
 class Config:
     quick: bool = False
     """Reduced sizes that finish in minutes on 2 CPU cores (Table 1 stays at the paper's size)."""
+    smoke: bool = False
+    """Toy sizes for every section (a few minutes in all: CI's demo smoke); the numbers mean nothing."""
     out: Path = Path("results")
     seed: int = 0
     progress: bool = True
@@ -57,14 +60,23 @@ class Config:
     """Chapter 5: further model sources, each added as a thinker and as an answerer (e.g. a local Qwen3)."""
 
 
+def size(config: Config) -> str:
+    """"smoke", "quick" or "full": the sizes a section runs at (--smoke wins over --quick)."""
+    return "smoke" if config.smoke else "quick" if config.quick else "full"
+
+
 def chapter1(config: Config) -> str:
     """Chapter 1: Table 1 and the three regimes around it."""
     out = config.out / "maxent"
     t0 = time.perf_counter()
-    table_cfg = maxent_table1.Config(priors=100, samples=100, seed=config.seed, out=out, progress=config.progress)
+    n = 20 if config.smoke else 100
+    table_cfg = maxent_table1.Config(priors=n, samples=n, seed=config.seed, out=out, progress=config.progress)
     table = maxent_table1.main(table_cfg)
     t_table = time.perf_counter() - t0
-    if config.quick:
+    if config.smoke:
+        regimes_cfg = maxent_regimes.Config(priors=10, samples=10, seed=config.seed, out=out, progress=config.progress,
+                                            ms=(3, 15), alphas=(1.0, 100.0))
+    elif config.quick:
         regimes_cfg = maxent_regimes.Config(
             priors=60, samples=50, seed=config.seed, out=out, progress=config.progress,
             alphas=(0.1, 1.0, 10.0, 100.0),
@@ -93,7 +105,7 @@ def chapter1(config: Config) -> str:
         f"program for all M). Reproduce with `{_cli('launch.maxent_table1', table_cfg)}` and "
         f"`{_cli('launch.maxent_regimes', regimes_cfg)}`.",
         "",
-        f"### Table 1 (paper size, {t_table:.0f} s)",
+        f"### Table 1 ({'toy size' if config.smoke else 'paper size'}, {t_table:.0f} s)",
         "",
         f"Largest difference to the published risks: {worst:.3f} nats (acceptance: 0.015).",
         "",
@@ -132,7 +144,9 @@ def _cli(module: str, config, out: Path | None = None) -> str:
 def chapter2(config: Config) -> str:
     """Chapter 2: the NMF rank scan on the LFW faces, R(ξ, τ) on noisy faces, and stability."""
     out = config.out / "nmf"
-    if config.quick:
+    if config.smoke:
+        scan_kw = dict(ranks="2:8:3", seeds=2, n_iter=50)
+    elif config.quick:
         scan_kw = dict(ranks="2:32:2", seeds=4, n_iter=300)
     else:
         scan_kw = dict(ranks="2:40", seeds=10, n_iter=500)
@@ -140,13 +154,13 @@ def chapter2(config: Config) -> str:
     scan_cfg = nmf_rank.Config(data="lfw", out=out, seed=config.seed, progress=config.progress, **scan_kw)
     scan = nmf_rank.main(scan_cfg)
     noisy = None
-    if not config.quick:
+    if size(config) == "full":
         noisy = nmf_rank.main(nmf_rank.Config(data="lfw", noise=0.25, out=out / "noisy", seed=config.seed,
                                               progress=config.progress, **scan_kw))
     t_scan = time.perf_counter() - t0
     r_c = scan["effective_rank"]["weighted"] or 16
     t0 = time.perf_counter()
-    stab_cfg = nmf_stability.Config(data="lfw", rank=int(r_c), noise=0.25, seeds=2 if config.quick else 4,
+    stab_cfg = nmf_stability.Config(data="lfw", rank=int(r_c), noise=0.25, seeds=2 if size(config) != "full" else 4,
                                     n_iter=scan_kw["n_iter"], seed=config.seed, out=out)
     stab = nmf_stability.main(stab_cfg)
     t_stab = time.perf_counter() - t0
@@ -188,7 +202,7 @@ def llm_core(config: Config) -> str:
     """The LLM stack every later chapter uses: the embedded SmolLM2 answers, with per-token entropy."""
     out = config.out / "llm"
     prompt = "What is the capital of France? Answer in one sentence."
-    gen_cfg = generate.Config(prompt=prompt, max_new_tokens=48, out=out / "generate.json")
+    gen_cfg = generate.Config(prompt=prompt, max_new_tokens=8 if config.smoke else 48, out=out / "generate.json")
     res = generate.main(gen_cfg)
     import matplotlib.pyplot as plt
 
@@ -224,15 +238,15 @@ def llm_core(config: Config) -> str:
 
 
 # Demo sizes of Chapter 3: questions scored and judged (the demo file interleaves the two strata).
-CH3_QUICK = dict(limit=160, judge_limit=48)
-CH3_FULL = dict(limit=None, judge_limit=None)
+CH3_SIZES = {"smoke": dict(limit=16, judge_limit=8), "quick": dict(limit=160, judge_limit=48),
+             "full": dict(limit=None, judge_limit=None)}
 
 
 def chapter3(config: Config, *, sizes: dict | None = None) -> str:
     """Chapter 3: answer-step entropy of SmolLM2 on the demo MCQA set, per stratum, and a judge's strata."""
     out = config.out / "mcqa"
     t0 = time.perf_counter()
-    sizes = sizes or (CH3_QUICK if config.quick else CH3_FULL)
+    sizes = sizes or CH3_SIZES[size(config)]
     limit, judge_limit = sizes["limit"], sizes["judge_limit"]
     score_cfg = mcqa_run.ScoreConfig(data="demo", limit=limit, n_boot=1000, seed=config.seed)
     res = mcqa_run.run(score_cfg, out, progress=config.progress)
@@ -248,7 +262,7 @@ def chapter3(config: Config, *, sizes: dict | None = None) -> str:
         "## Chapter 3 — next-token entropy as an uncertainty signal for multiple-choice QA",
         "",
         f"SmolLM2-135M-Instruct (embedded) answers {res['n_scored']} questions of the shipped demo set "
-        "(`data/mcqa_demo.jsonl`: knowledge questions from fact tables, reasoning questions generated with "
+        "(`entropy_jax/data/mcqa_demo.jsonl`: knowledge questions from fact tables, reasoning questions generated with "
         "verified answers) with the option letter only; we read the next-token distribution at the answer step: "
         "entropy over the full vocabulary at temperature 1 (nats), the letter probabilities renormalised over "
         f"A–D. Reproduce with `{_cli('launch.mcqa_entropy', score_cfg, out)}` "
@@ -281,8 +295,9 @@ def chapter3(config: Config, *, sizes: dict | None = None) -> str:
 
 
 # Demo sizes of Chapter 4: (train questions, held-out questions, epochs). The quick size is what `make demo` runs.
-CH4_QUICK = dict(train_limit=12, eval_size=24, epochs=2, batch_size=2, seq_len=256)
-CH4_FULL = dict(train_limit=192, eval_size=96, epochs=3, batch_size=4, seq_len=512)
+CH4_SIZES = {"smoke": dict(train_limit=4, eval_size=4, epochs=1, batch_size=2, seq_len=256),
+             "quick": dict(train_limit=12, eval_size=24, epochs=2, batch_size=2, seq_len=256),
+             "full": dict(train_limit=192, eval_size=96, epochs=3, batch_size=4, seq_len=512)}
 
 
 def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: dict | None = None) -> str:
@@ -290,7 +305,7 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     import entropy_jax.llm as llm
 
     out = config.out / "finetune"
-    sizes = dict(batch_size=4, seq_len=512) | (sizes or (CH4_QUICK if config.quick else CH4_FULL))
+    sizes = dict(batch_size=4, seq_len=512) | (sizes or CH4_SIZES[size(config)])
     # one K for every policy (the step compiles once for the sweep); epoch-end checkpoints of a 135M model
     # cost more than these runs take to redo
     base = pipeline.FinetuneConfig(
@@ -303,7 +318,9 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     mesh = None if n == 1 else llm.make_mesh(data=n, devices=jax.devices()[:n])
     t0 = time.perf_counter()
     lm = llm.load(student, mesh=mesh)  # one student for the sweep: the train step compiles once
-    swept = pipeline.sweep(base, out, policies=POLICIES, export=("gated",), student=lm, progress=config.progress)
+    # the smoke runs one answer-only and one CoT policy: every code path of the section, a third of the time
+    policies = ("sft", "gated") if config.smoke else POLICIES
+    swept = pipeline.sweep(base, out, policies=policies, export=("gated",), student=lm, progress=config.progress)
     summaries, front = swept["runs"], swept["frontier"]
     elapsed = time.perf_counter() - t0
     gated = next(s for s in summaries if s["settings"]["policy"] == "gated")
@@ -369,14 +386,15 @@ def _ch5_reading(acc: dict, model: str, t_model: dict, s: dict) -> str:
 
 
 # Demo sizes of Chapter 5: questions (the demo file alternates the strata) and the thinker's token budget.
-CH5_QUICK = dict(limit=32, max_think_tokens=160, batch_size=16)
-CH5_FULL = dict(limit=None, max_think_tokens=512, batch_size=16)
+CH5_SIZES = {"smoke": dict(limit=4, max_think_tokens=16, batch_size=4),
+             "quick": dict(limit=32, max_think_tokens=160, batch_size=16),
+             "full": dict(limit=None, max_think_tokens=512, batch_size=16)}
 
 
 def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dict | None = None,
              models: dict | None = None) -> str:
     """Chapter 5: thinkers {none, gold, shuffled, SmolLM2} × answerer SmolLM2 on the demo set."""
-    sizes = sizes or (CH5_QUICK if config.quick else CH5_FULL)
+    sizes = sizes or CH5_SIZES[size(config)]
     out = config.out / "shuffle"
     extra = [m for m in config.ch5_models if m != model]
     cfg = matrix.MatrixConfig(thinkers=",".join(["none", "gold", "shuffled", model, *extra]),

@@ -23,14 +23,20 @@ answer entropy per pair, row and column means, n, truncations), OUT/matrix.png (
 means), OUT/thinkers.json (trace length, entropy, stop reasons, own stated answers, generation tokens/s),
 OUT/summary.json. Re-running with the same --out resumes pair by pair (and batch by batch within a pair);
 thinkers whose traces are cached generate nothing; adding a thinker or an answerer runs only the new pairs;
-OUT/.lock keeps a second process out.
+pair rows and trace caches are keyed by content (the question, the trace read, the models' files), and a resume
+whose data or models changed is refused for the pairs made from them, naming what changed; OUT/.lock keeps a
+second process out. Every flag is checked before any work ("error: --flag: …", exit 1); a question whose prompt
+does not fit some model's context stops the run before any work, named by id, unless --skip-long.
 --data: `demo`, a .jsonl/.csv path, or (online) `gpqa-main` (448 questions, options shuffled by the
 question-id permutation, stored with each question) and the other Chapter 3 benchmarks.
 
 Settings (defaults in `matrix.MatrixConfig`): --thinkers none,gold,shuffled,smollm2-135m-instruct, --answerers
 smollm2-135m-instruct, --data demo, --limit None, --max-think-tokens 512, --think-mode auto, --trace-place auto,
 --answer-context None, --batch-size 8, --answer-batch-size 8, --labels letters, --system None, --dtype float32,
---seed 0.
+--seed 0, --no-skip-long, --prompt chat, --instruction (prompts.INSTRUCTION), --fewshot None. The prompt flags
+set the answerers' prompt (`entropy_jax.llm.prompts`): `--prompt plain|mmlu` has no chat template, so the trace
+goes in the text before "Answer:" (the user place); `--instruction none` drops the instruction and the reminder
+after the trace; `--fewshot FILE` shows answered questions first. Thinkers keep their own prompt.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 
 import tyro
 
+from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.thinking import matrix
 
@@ -55,6 +62,8 @@ class Config(matrix.MatrixConfig):
 
 
 def main(config: Config) -> dict:
+    config.check()
+    check.flag_mesh(data_axis=config.data_axis, fsdp=config.fsdp, tensor=config.tensor)
     runtime.initialize()
     mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
     summary = matrix.run(config, config.out, mesh=mesh, progress=config.progress)
@@ -67,7 +76,9 @@ def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.thinker_answerer` in a checkout; installed:
     `entropy-jax-thinker-answerer`)."""
     runtime.configure()
-    main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
 
 
 if __name__ == "__main__":

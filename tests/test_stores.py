@@ -144,3 +144,79 @@ def test_two_models_whose_paths_end_alike_get_their_own_pair_and_trace_files(tmp
     assert pair_path(tmp_path, "gold", a) != pair_path(tmp_path, "gold", b)
     assert trace_path(tmp_path, a) != trace_path(tmp_path, b)
     assert pair_path(tmp_path, "gold", a).parent == tmp_path / "pairs"
+
+
+def test_check_inputs_names_changed_ids_and_files_and_frees_directories_without_results(tmp_path):
+    data = {"source": "q.jsonl", "questions": {"q1": "a", "q2": "b", "q3": "c"}}
+    model = {"source": "m", "kind": "directory", "files": {"config.json": "sha256:1", "model.safetensors": "sha256:2"}}
+    stores.check_inputs(tmp_path, {"data": data, "model": model}, holds=["scores.jsonl"])
+    assert json.loads((tmp_path / "inputs.json").read_text())["data"] == data
+    edited = data | {"questions": {"q1": "a", "q2": "B", "q4": "d"}}
+    stores.check_inputs(tmp_path, {"data": edited, "model": model}, holds=["scores.jsonl"])  # no results yet: free
+    (tmp_path / "scores.jsonl").write_text("")
+    with pytest.raises(stores.ResumeError, match=r"data: 1 of 3 questions changed .*: q2; 1 new: q3; 1 gone: q4 "
+                                                 r"\(made from it: scores.jsonl\)"):
+        stores.check_inputs(tmp_path, {"data": data, "model": model}, holds=["scores.jsonl"])
+    other = model | {"files": model["files"] | {"model.safetensors": "sha256:3"}}
+    with pytest.raises(stores.ResumeError, match=r"model: files.model.safetensors: sha256:2 → sha256:3"):
+        stores.check_inputs(tmp_path, {"data": edited, "model": other}, holds=["scores.jsonl"])
+    reordered = data | {"questions": {"q2": "B", "q1": "a", "q4": "d"}}
+    with pytest.raises(stores.ResumeError, match="the same questions in another order"):
+        stores.check_inputs(tmp_path, {"data": reordered}, holds=["scores.jsonl"])
+    # per-input holds: a model's change matters only where files made from it exist; earlier names are kept
+    holds = {"model a": ["pairs/*__a.jsonl"], "model b": ["pairs/*__b.jsonl"]}
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / "gold__a.jsonl").write_text("")
+    stores.check_inputs(tmp_path, {"model a": {"v": 1}, "model b": {"v": 1}}, holds=holds)
+    stores.check_inputs(tmp_path, {"model b": {"v": 2}}, holds=holds)
+    with pytest.raises(stores.ResumeError, match=r"model a: v: 1 → 2 \(made from it: pairs/gold__a.jsonl\)"):
+        stores.check_inputs(tmp_path, {"model a": {"v": 2}}, holds=holds)
+    assert json.loads((tmp_path / "inputs.json").read_text())["model b"] == {"v": 2}
+
+
+def test_check_batches_match_rows_by_id_and_content_not_position(tmp_path):
+    expected = [("q1", "a"), ("q2", "b"), ("q3", "c")]
+
+    def rows(*spec):
+        return [{"id": i, "content": c, "batch": b, "batch_rows": n} for i, c, b, n in spec]
+
+    ok = rows(("q1", "a", 0, 2), ("q2", "b", 0, 2))
+    stores.check_batches(tmp_path / "s.jsonl", ok, expected, 2)  # the last batch is still to do: fine
+    stores.check_batches(tmp_path / "s.jsonl", ok + rows(("q3", "c", 1, 1)), expected, 2)
+    cases = [
+        (rows(("q1", "a", 0, 2), ("q2", "X", 0, 2)), r"1 rows whose content differs .*: q2"),
+        (rows(("q1", "a", 0, 2), ("q9", "b", 0, 2)), r"rows of questions no longer in the data: q9.*lack 1 .*: q2"),
+        (rows(("q2", "b", 0, 2), ("q1", "a", 0, 2), ("q3", "c", 1, 1)), None),  # order within a batch is free
+        (rows(("q1", "a", 0, 1), ("q2", "b", 1, 1)), r"now at other positions: q2.*lack 2 .*: q2, q3"),
+        (rows(("q1", "a", 0, 2), ("q2", "b", 0, 2), ("q3", None, 1, 1)), r"content differs .*older version.*: q3"),
+    ]
+    for got, error in cases:
+        if error is None:
+            stores.check_batches(tmp_path / "s.jsonl", got, expected, 2)
+            continue
+        with pytest.raises(stores.ResumeError, match=rf"s.jsonl holds results of other inputs — .*{error}"):
+            stores.check_batches(tmp_path / "s.jsonl", got, expected, 2)
+    # a data file that grew: a finished short batch now lacks the new questions
+    short = rows(("q1", "a", 0, 2), ("q2", "b", 0, 2), ("q3", "c", 1, 1))
+    with pytest.raises(stores.ResumeError, match=r"lack 1 questions of the data: q4"):
+        stores.check_batches(tmp_path / "s.jsonl", short, expected + [("q4", "d")], 2)
+
+
+def test_keyed_reads_only_rows_of_the_current_content_and_keep_rows_cuts_the_tail(tmp_path):
+    path = tmp_path / "c.jsonl"
+    store = JsonlStore(path, required=("id", "key"), writable=True)
+    store.append([{"id": "a", "key": 1, "content": "v1", "x": 1}, {"id": "b", "key": 1, "content": "v1", "x": 2}])
+    store.append([{"id": "a", "key": 1, "content": "v2", "x": 3}])
+    fresh = JsonlStore(path, required=("id", "key"))
+    assert fresh.keyed(1, content={"a": "v1", "b": "v1"}) == {
+        "a": {"id": "a", "key": 1, "content": "v1", "x": 1}, "b": {"id": "b", "key": 1, "content": "v1", "x": 2}}
+    assert {i: r["x"] for i, r in fresh.keyed(1, content={"a": "v2", "b": "v2"}).items()} == {"a": 3}
+    assert fresh.keyed(1, content={}) == {}
+    whole = path.read_bytes()
+    store.keep_rows(3)
+    assert path.read_bytes() == whole
+    store.keep_rows(1)
+    assert [r["id"] for r in JsonlStore(path).rows()] == ["a"] and path.read_bytes() == whole.splitlines(True)[0]
+    with pytest.raises(StoreError, match="read-only"):
+        fresh.keep_rows(0)
+    assert stores.digest({"b": 1, "a": [1, 2]}) == stores.digest({"a": (1, 2), "b": 1}) != stores.digest({"a": 1})

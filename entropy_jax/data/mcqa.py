@@ -45,6 +45,8 @@ __all__ = [
     "DatasetUnavailableError",
     "Question",
     "check_unique_ids",
+    "content_hash",
+    "identity",
     "label_index",
     "load",
     "load_csv",
@@ -240,6 +242,21 @@ def check_unique_ids(questions: Iterable[Question]) -> None:
         if q.id in seen:
             raise ValueError(f"duplicate question id {q.id!r} (questions {seen[q.id]} and {i}).")
         seen[q.id] = i
+
+
+def content_hash(q: Question) -> str:
+    """A short content key of a question: 16 hex digits of the SHA-256 of its `to_dict()` as canonical JSON
+    (id, text, options, answer, subject, stratum, rationale, permutation). Stores record it with every row, so
+    a resume recognises a question edited under the same id."""
+    text = json.dumps(q.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def identity(questions: Iterable[Question], source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a run read from a question set: {"source", "questions": {id: content_hash}} in load order
+    (`stores.check_inputs` names the ids that changed)."""
+    return {"source": None if source is None else str(source),
+            "questions": {q.id: content_hash(q) for q in questions}}
 
 
 def _check_file(path: str | os.PathLike) -> Path:

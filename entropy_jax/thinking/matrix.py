@@ -14,6 +14,14 @@ Models are loaded one at a time (`Models`), thinkers first, then answerer by ans
 OUT/thinkers.json (trace length, entropy, stop reasons, own stated answers, tokens/s), OUT/summary.json. A
 second call resumes pair by pair (and batch by batch within a pair); cached traces generate nothing; adding a
 thinker or an answerer runs only the new pairs.
+
+Content keys: every pair row carries the content key of its question and of the trace the answerer read
+(`pair_content`); trace caches are keyed by the thinker's files and each question's content; OUT/inputs.json
+records the data's {id: content} map and every model's `llm.fingerprint`. A resume whose data or models changed
+is refused for the pairs made from them (naming the ids or files); an edited question is never answered from
+its old row. Every field is checked before any work (`MatrixConfig.check`); a question whose prompt does not
+fit some thinker's context with its budget, or some answerer's context, stops the run before any work, named by
+id and model, unless `skip_long` (then it is left out of every pair and counted in the summary).
 """
 
 from __future__ import annotations
@@ -24,11 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
+from entropy_jax import _validate as check
 from entropy_jax import configs, plots
 from entropy_jax.data import mcqa
 from entropy_jax.eval import metrics as M
-from entropy_jax.llm import prompts, scoring
-from entropy_jax.stores import JsonlStore, RunLock, check_settings, safe_name, write_json
+from entropy_jax.llm import api, prompts, scoring
+from entropy_jax.llm import traces as gen
+from entropy_jax.stores import (
+    JsonlStore,
+    RunLock,
+    check_batches,
+    check_inputs,
+    check_settings,
+    digest,
+    safe_name,
+    write_json,
+)
 from entropy_jax.thinking import answer as ans
 from entropy_jax.thinking import traces as tr
 
@@ -64,6 +83,50 @@ class MatrixConfig:
     dtype: str = "float32"
     seed: int = 0
     """Seed of the shuffled thinker's derangement."""
+    prompt: str = "chat"
+    """Format of the answerers' prompt (`entropy_jax.llm.prompts`): chat, plain or mmlu (no chat template: the
+    trace goes in the text before "Answer:", place user). Thinkers keep their own step-by-step or thinking
+    prompt."""
+    instruction: str = prompts.INSTRUCTION
+    """The answerers' instruction ({kind}, {labels}, {example} filled in), or none (then no reminder after the
+    trace either)."""
+    fewshot: Path | None = None
+    """Answered questions (.jsonl/.json/.csv) shown to the answerers before each question, in the same format."""
+    skip_long: bool = False
+    """Leave out questions whose prompt does not fit some thinker's context (with its budget) or some
+    answerer's (counted in the summary); without it such a question stops the run before any work."""
+
+    def check(self) -> MatrixConfig:
+        """Every field, before any work: a `ConfigError` naming the flag."""
+        thinkers = check.flag_parse("thinkers", names, self.thinkers)
+        answerers = check.flag_parse("answerers", names, self.answerers)
+        for name in thinkers:
+            if name in tr.SOURCES:
+                continue
+            if name.startswith("shuffled:"):
+                base = name.split(":", 1)[1]
+                if base not in tr.SOURCES and base not in thinkers:
+                    check.flag_model("thinkers", base)
+                continue
+            check.flag_model("thinkers", name)
+        for name in answerers:
+            if name in tr.SOURCES or name.startswith("shuffled:"):
+                raise check.flag_error("answerers", f"{name!r} is a trace source, not a model; answerers are model "
+                                       "sources", self.answerers)
+            check.flag_model("answerers", name)
+        check.flag_text("data", self.data)
+        check.flag_optional_int("limit", self.limit, 1)
+        check.flag_int("max_think_tokens", self.max_think_tokens, 1)
+        check.flag_choice("think_mode", self.think_mode, ("auto", *gen.MODES))
+        check.flag_choice("trace_place", self.trace_place, ("auto", *ans.PLACES))
+        check.flag_optional_int("answer_context", self.answer_context, 2)
+        check.flag_int("batch_size", self.batch_size, 1)
+        check.flag_int("answer_batch_size", self.answer_batch_size, 1)
+        check.flag_choice("labels", self.labels, tuple(mcqa.LABELS))
+        check.flag_text("system", self.system, optional=True)
+        check.flag_choice("dtype", self.dtype, check.DTYPES)
+        check.flag_seed("seed", self.seed)
+        return self
 
 
 def names(s: str) -> list[str]:
@@ -93,6 +156,16 @@ class Models:
     def __init__(self, *, dtype: str = "float32", mesh=None, given: dict | None = None):
         self.dtype, self.mesh, self.given, self.current = dtype, mesh, dict(given or {}), None
         self.loads: list[str] = []
+
+    def tokenizer(self, source: str):
+        """(tokenizer, LlmConfig) of a source without loading its weights (a given or current model's own)."""
+        if source in self.given:
+            return self.given[source].tokenizer, self.given[source].config
+        if self.current is not None and self.current[0] == source:
+            return self.current[1].tokenizer, self.current[1].config
+        from entropy_jax import llm
+
+        return llm.load_tokenizer(source)
 
     def get(self, source: str):
         if source in self.given:
@@ -135,10 +208,16 @@ def thinker_traces(name: str, questions, config: MatrixConfig, out: str | Path, 
                            mode=config.think_mode, progress=bar.update)
 
 
+def pair_content(q, trace) -> str:
+    """The content key of a pair row: the question's content and the text of the trace the answerer read."""
+    return digest([mcqa.content_hash(q), None if trace is None else trace.text])
+
+
 def pair_row(q, prompt: ans.AnswerPrompt, s: scoring.Scored, trace, batch: int, batch_rows: int, style: str) -> dict:
     """One line of a pair's file."""
     labels = prompts.option_labels(len(q.options), style)
-    return {"id": q.id, "batch": batch, "batch_rows": batch_rows, "pred": labels[s.pred], "answer": labels[q.answer],
+    return {"id": q.id, "batch": batch, "batch_rows": batch_rows, "content": pair_content(q, trace),
+            "pred": labels[s.pred], "answer": labels[q.answer],
             "correct": s.pred == q.answer, "entropy": s.entropy, "option_probs": list(s.option_probs),
             "max_prob": s.max_prob, "label_mass": s.label_mass, "stratum": q.stratum,
             "n_prompt_tokens": s.n_prompt_tokens, "place": prompt.place, "trace_tokens": prompt.trace_tokens,
@@ -148,13 +227,18 @@ def pair_row(q, prompt: ans.AnswerPrompt, s: scoring.Scored, trace, batch: int, 
 
 
 def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: MatrixConfig, out: str | Path,
-               models: Models, *, progress: bool = False) -> list[dict]:
-    """Score the batches of one pair not yet in its file; returns all its rows."""
+               models: Models, *, progress: bool = False, fmt: prompts.PromptFormat | None = None) -> list[dict]:
+    """Score the batches of one pair not yet in its file (answerer prompts in format `fmt`, default
+    `PromptFormat.of(config)`); returns all its rows."""
     from tqdm.auto import tqdm
 
+    fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
     store = JsonlStore(pair_path(out, thinker, answerer), required=("id", "batch", "batch_rows"), writable=True)
-    have = {r["batch"] for r in store.complete_batches()}
     bs = config.answer_batch_size
+    done = store.complete_batches()
+    check_batches(store.path, done, [(q.id, pair_content(q, ts.traces.get(q.id))) for q in questions], bs,
+                  content="its question or the trace the answerer read")
+    have = {r["batch"] for r in done}
     todo = [b for b in range(-(-len(questions) // bs)) if b not in have]
     if todo:
         lm = models.get(answerer)
@@ -162,7 +246,7 @@ def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: 
             for b in todo:
                 chunk = questions[b * bs: (b + 1) * bs]
                 got = ans.score(lm, chunk, ts.traces, context=config.answer_context, place=config.trace_place,
-                                style=config.labels, system=config.system, pad_to=bs)
+                                style=config.labels, system=config.system, pad_to=bs, fmt=fmt)
                 store.append([pair_row(q, p, s, ts.traces.get(q.id), b, len(chunk), config.labels)
                               for q, (p, s) in zip(chunk, got)])
                 bar.update(len(chunk))
@@ -197,6 +281,61 @@ def matrix(thinkers: list[str], answerers: list[str], pairs: dict) -> dict:
             "pairs": {f"{t} → {a}": pairs[t, a] for t in thinkers for a in answerers}}
 
 
+def model_thinkers(thinkers: list[str]) -> list[str]:
+    """The model sources among `thinkers` (the base of `shuffled:<model>` included), each once."""
+    out: list[str] = []
+    for t in thinkers:
+        base = t.split(":", 1)[1] if t.startswith("shuffled:") else t
+        if base not in tr.SOURCES and base not in out:
+            out.append(base)
+    return out
+
+
+def too_long(questions, config: MatrixConfig, thinkers: list[str], answerers: list[str],
+             models: Models, fmt: prompts.PromptFormat | None = None) -> dict[str, dict[str, str]]:
+    """{id: {model: why}} of the questions some model cannot take: a thinker's prompt plus `max_think_tokens`
+    beyond its context, or an answerer's bare prompt at or beyond its (capped) context. Needs each model's
+    tokenizer and config only (`Models.tokenizer`). `fmt`: the answerers' prompt format (default
+    `PromptFormat.of(config)`)."""
+    fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
+    out: dict[str, dict[str, str]] = {}
+    for name in model_thinkers(thinkers):
+        tok, cfg = models.tokenizer(name)
+        mode = config.think_mode
+        if mode == "auto":
+            mode = "think" if tr.thinking_tokens(tok) is not None else "cot"
+        room = cfg.max_position_embeddings - config.max_think_tokens
+        for q in questions:
+            n = len(tok(tr.thinker_prompt(tok, q, mode=mode, style=config.labels, system=config.system),
+                        add_special_tokens=False)["input_ids"])
+            if n > room:
+                out.setdefault(q.id, {})[name] = (f"thinker prompt {n} + {config.max_think_tokens} new tokens > "
+                                                  f"{cfg.max_position_embeddings}")
+    for name in answerers:
+        tok, cfg = models.tokenizer(name)
+        ctx = min(config.answer_context or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        place = ans.trace_place(tok, config.trace_place, fmt)
+        for q in questions:
+            n = len(tok(ans.answer_prompt_text(tok, q, None, place=place, style=config.labels, system=config.system,
+                                               fmt=fmt), add_special_tokens=False)["input_ids"])
+            if n >= ctx:
+                out.setdefault(q.id, {})[name] = f"answer prompt {n} >= context {ctx}"
+    return out
+
+
+def run_inputs(questions, config: MatrixConfig, thinkers: list[str], answerers: list[str]) -> tuple[dict, dict]:
+    """(inputs, holds) for `stores.check_inputs`: the data (all pairs are made from it) and each model's
+    fingerprint (the pairs it thought or answered)."""
+    inputs = {"data": mcqa.identity(questions, config.data)}
+    holds: dict[str, list[str]] = {"data": ["pairs/*.jsonl"]}
+    for name in dict.fromkeys([*model_thinkers(thinkers), *answerers]):
+        key = f"model {name}"
+        inputs[key] = api.fingerprint(name)
+        holds[key] = [f"pairs/*__{safe_name(name)}.jsonl", f"pairs/{safe_name(name)}__*.jsonl",
+                      f"pairs/{safe_name('shuffled:' + name)}__*.jsonl"]
+    return inputs, holds
+
+
 def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, mesh=None,
         progress: bool = False) -> dict:
     """Run (or resume) the matrix into OUT; returns the summary (also OUT/summary.json). `models`: {source:
@@ -204,19 +343,27 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
     a `RunLock` for the call."""
     import matplotlib.pyplot as plt
 
-    out = Path(out)
+    config.check()
+    out = check.flag_out_dir("out", out)
     thinkers, answerers = names(config.thinkers), names(config.answerers)
-    for name in answerers:
-        if name in tr.SOURCES or name.startswith("shuffled:"):
-            raise ValueError(f"answerer {name!r} is a trace source, not a model; answerers are model sources")
+    fmt = prompts.PromptFormat.of(config)
+    questions = check.flag_data("data", config.data, limit=config.limit)
+    prompts.check_fewshot(fmt, questions)
+    inputs, holds = run_inputs(questions, config, thinkers, answerers)
+    pool = Models(dtype=config.dtype, mesh=mesh, given=models)
+    long = too_long(questions, config, thinkers, answerers, pool, fmt)
+    if long and not config.skip_long:
+        shown = "; ".join(f"{i} ({', '.join(f'{m}: {why}' for m, why in whys.items())})"
+                          for i, whys in list(long.items())[:3])
+        raise check.ConfigError(f"--data: {len(long)} questions do not fit some model's context: {shown}"
+                                f"{' …' if len(long) > 3 else ''}; pass --skip-long to leave them out (counted)")
+    questions = [q for q in questions if q.id not in long]
+    if not questions:
+        raise check.ConfigError(f"--data: no question of {config.data} fits every model's context")
     with RunLock(out):
-        settings = configs.settings(config)
+        settings = configs.settings(config) | fmt.record()
         check_settings(out, settings, holds=["pairs/*.jsonl"], what="pairs")
-        questions = mcqa.load(config.data, limit=config.limit)
-        if not questions:
-            raise ValueError(f"no questions in {config.data!r}")
-        mcqa.check_unique_ids(questions)
-        pool = Models(dtype=config.dtype, mesh=mesh, given=models)
+        check_inputs(out, inputs, holds=holds, what="pairs")
         t0 = time.perf_counter()
         made: dict[str, tr.TraceSet] = {}
         for name in thinkers:
@@ -226,7 +373,8 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
         pairs = {}
         for a in answerers:  # answerer-major: each answerer model is loaded once
             for t in thinkers:
-                pairs[t, a] = pair_summary(score_pair(t, a, made[t], questions, config, out, pool, progress=progress))
+                pairs[t, a] = pair_summary(score_pair(t, a, made[t], questions, config, out, pool, progress=progress,
+                                                      fmt=fmt))
         t_answer = time.perf_counter() - t1
         mat = matrix(thinkers, answerers, pairs)
         write_json(out / "matrix.json", mat)
@@ -242,6 +390,7 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
                    "pairs": mat["pairs"], "thinker_table": think_table, "models_loaded": pool.loads,
                    "seconds": {"thinkers": t_think, "answerers": t_answer, "total": time.perf_counter() - t0},
                    "generated_tokens": sum(made[n].generated_tokens for n in thinkers),
+                   **({"n_skipped": len(long), "skipped": list(long)} if config.skip_long else {}),
                    "entropy_settings": dict(scoring.ENTROPY_SETTINGS,
                                             step="answer step; thinker: every generated token")}
         write_json(out / "summary.json", summary)

@@ -14,8 +14,9 @@ A thinker is one of
 
 Every generated token's full-vocabulary entropy (temperature 1, nats) and the token ids come from the
 generation itself (no extra forward pass) and are stored with the trace. Model traces are appended one by
-one, as they finish, to a JSONL store (`traces/<safe name>.jsonl` in a matrix run), keyed by the thinker and its generation
-settings: a later or resumed run generates only the questions the cache lacks.
+one, as they finish, to a JSONL store (`traces/<safe name>.jsonl` in a matrix run), keyed by the thinker, its
+files (`llm.fingerprint`) and its generation settings, each row with its question's content key: a later or
+resumed run generates only the questions the cache lacks (or whose question changed).
 """
 
 from __future__ import annotations
@@ -126,9 +127,12 @@ def thinker_prompt(tokenizer, q, *, mode: str, style: str = "letters", system: s
     return gen.prompt(tokenizer, q, mode=mode, style=style, system=system)
 
 
-def cache_key(thinker: str, *, mode: str, max_think_tokens: int, style: str, system: str | None) -> dict:
-    """What a cached trace must have been generated with to be reused."""
-    return gen.cache_key(thinker, mode=mode, max_new_tokens=max_think_tokens, style=style, system=system)
+def cache_key(thinker: str, *, mode: str, max_think_tokens: int, style: str, system: str | None,
+              model: str | None = None) -> dict:
+    """What a cached trace must have been generated with to be reused (`model`: the thinker's
+    `llm.traces.model_key`)."""
+    return gen.cache_key(thinker, mode=mode, max_new_tokens=max_think_tokens, style=style, system=system,
+                         model=model)
 
 
 def _think_trace(t: gen.GeneratedTrace) -> ThinkTrace:
@@ -136,14 +140,16 @@ def _think_trace(t: gen.GeneratedTrace) -> ThinkTrace:
                       t.pred)
 
 
-def read_cache(path: str | Path, key: dict) -> dict[str, ThinkTrace]:
-    """Cached traces with this key (a torn last line of a killed run is ignored)."""
-    return {i: _think_trace(t) for i, t in gen.read_cache(path, key).items()}
+def read_cache(path: str | Path, key: dict, questions=None) -> dict[str, ThinkTrace]:
+    """Cached traces with this key (a torn last line of a killed run is ignored); with `questions`, only those
+    made from the questions' current content."""
+    return {i: _think_trace(t) for i, t in gen.read_cache(path, key, questions).items()}
 
 
 def cached(thinker: str, questions, *, cache: str | Path, mode: str, max_think_tokens: int, style: str = "letters",
            system: str | None = None) -> TraceSet | None:
-    """The thinker's traces of every question from its cache (no model needed), or None when some are missing."""
+    """The thinker's traces of every question from its cache (no model needed), or None when some are missing
+    (or were made from another version of the question or of the thinker's files)."""
     run = gen.cached(questions, source=thinker, cache=cache, mode=mode, max_new_tokens=max_think_tokens, style=style,
                      system=system)
     if run is None:

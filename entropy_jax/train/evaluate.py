@@ -14,12 +14,14 @@ from entropy_jax.llm import scoring
 
 
 def answer_accuracy(lm, questions, *, batch_size: int = 8, style: str = "letters", system: str | None = None,
-                    rows: list | None = None) -> dict:
+                    rows: list | None = None, fmt=None) -> dict:
     """{"n", "accuracy", "mean_entropy" (nats), "entropy_roc_auc" (entropy as an error detector; None when
     every answer is right or every answer wrong), "mean_label_mass"}; appends per-question rows (id, pred,
-    correct, entropy) to `rows` when given."""
+    correct, entropy) to `rows` when given. Prompts in format `fmt` (`prompts.PromptFormat`; default the chat
+    prompt)."""
     preds, entropy, mass = [], [], []
-    for _, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system):
+    for _, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system,
+                                             fmt=fmt):
         preds += [s.pred for s in scores]
         entropy += [s.entropy for s in scores]
         mass += [s.label_mass for s in scores]

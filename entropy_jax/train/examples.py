@@ -3,7 +3,9 @@
 An `Example` is a prompt (the exact text the model is conditioned on, chat template included) and a
 completion (the supervised target, end-of-turn included). Two kinds:
 
-- `answer`: the Chapter 3 answer-only prompt → the option label ("C"), as plain SFT trains it;
+- `answer`: the Chapter 3 answer-only prompt → the option label ("C"), as plain SFT trains it; in a plain or
+  mmlu prompt format (`prompts.PromptFormat`) the prompt ends in "Answer:" and the completion is " C" and EOS
+  (lm-eval's target delimiter, then the end of the text);
 - `cot`: the step-by-step prompt → a teacher's chain of thought ending in the label in double square brackets
   ("… so the answer is [[C]]"), the format the Chapter 4 paper parses (prompts and the format:
   `entropy_jax.llm.prompts`).
@@ -58,13 +60,15 @@ def completion_suffix(tokenizer, prompt_messages: list[dict], prompt: str, compl
     return completion + (tokenizer.eos_token or "")
 
 
-def answer_example(tokenizer, q, *, style: str = "letters", system: str | None = None) -> Example:
-    """The Chapter 3 answer-only prompt (`prompts.render`) → the correct label."""
+def answer_example(tokenizer, q, *, style: str = "letters", system: str | None = None,
+                   fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> Example:
+    """The Chapter 3 answer-only prompt in format `fmt` (`prompts.render_prompt`) → the correct label."""
     labels = prompts.option_labels(len(q.options), style)
-    prompt = prompts.render(tokenizer, q.question, q.options, style=style, system=system)
-    user = prompts.question_text(q.question, q.options, labels, style)
-    return Example(q.id, prompt, completion_suffix(tokenizer, prompts.messages(user, system), prompt,
-                                                   labels[q.answer]), "answer")
+    prompt = prompts.render_prompt(tokenizer, q, fmt, style=style, system=system)
+    if not fmt.chat:
+        return Example(q.id, prompt, " " + labels[q.answer] + (tokenizer.eos_token or ""), "answer")
+    turns = prompts.prompt_messages(q, fmt, style=style, system=system)
+    return Example(q.id, prompt, completion_suffix(tokenizer, turns, prompt, labels[q.answer]), "answer")
 
 
 def cot_target(trace: str, label: str) -> str:

@@ -11,18 +11,36 @@ student at 0 tokens. Writes OUT/frontier.png, frontier.json and frontier.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from entropy_jax import _validate as check
 from entropy_jax.stores import RunLock, StoreError, write_json
 
 X_AXES = {"loss_tokens": ("cumulative_loss_tokens", "loss-bearing (supervised) tokens"),
           "tokens": ("cumulative_tokens", "tokens through the model")}
 
 
+SUMMARY_KEYS = ("settings", "base_eval", "history", "plan")
+
+
+def check_args(sweep: str | Path, runs: Sequence[str | Path] = (), x: str = "loss_tokens",
+               out: str | Path | None = None) -> None:
+    """The frontier's arguments, before anything is read or written: a `ConfigError` naming the flag."""
+    check.flag_choice("x", x, tuple(X_AXES))
+    if runs:
+        for d in runs:
+            if not Path(d).is_dir():
+                raise check.flag_error("runs", "every run must be an existing directory", str(d))
+    elif not Path(sweep).is_dir():
+        raise check.flag_error("sweep", "no such directory", str(sweep))
+    check.flag_out_dir("out", out if out is not None else sweep)
+
+
 def load_runs(sweep: str | Path, runs: Sequence[str | Path] = ()) -> list[dict]:
-    """The summaries of the runs: `runs` (directories), or every subdirectory of `sweep` with a summary.json."""
+    """The summaries of the runs: `runs` (directories), or every subdirectory of `sweep` with a summary.json. A
+    summary that is unreadable (cut short, not UTF-8) or lacks the fields of a launch.finetune summary is an
+    error naming the file."""
     dirs = list(runs) or sorted(p.parent for p in Path(sweep).glob("*/summary.json"))
     out = []
     for d in dirs:
@@ -30,9 +48,13 @@ def load_runs(sweep: str | Path, runs: Sequence[str | Path] = ()) -> list[dict]:
         if not path.exists():
             raise FileNotFoundError(f"{d} has no summary.json (not a finished launch.finetune run?)")
         try:
-            summary = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            summary = check.read_json(path)
+        except ValueError as e:
             raise StoreError(f"{path}: not a readable summary ({e}); rerun that run or leave it out") from None
+        missing = [k for k in SUMMARY_KEYS if not isinstance(summary, dict) or k not in summary]
+        if missing:
+            raise StoreError(f"{path}: not a launch.finetune summary (no {', '.join(missing)}); rerun that run or "
+                             "leave it out")
         out.append(summary | {"directory": str(d)})
     if not out:
         raise FileNotFoundError(f"no launch.finetune runs (*/summary.json) under {sweep}")
@@ -56,8 +78,7 @@ def run(sweep: str | Path, *, runs: Sequence[str | Path] = (), x: str = "loss_to
 
     from entropy_jax import plots
 
-    if x not in X_AXES:
-        raise ValueError(f"--x must be one of {sorted(X_AXES)}, got {x!r}")
+    check_args(sweep, runs, x, out)
     summaries = load_runs(sweep, runs)
     out = Path(out or sweep)
     curves = {f"{r['settings']['policy']}": curve(r, x) for r in summaries}

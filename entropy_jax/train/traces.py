@@ -8,9 +8,10 @@ A teacher is one of
   (`entropy_jax.llm.traces`, the one Chapter 5's thinkers use), which also records every generated token's
   full-vocabulary entropy (nats).
 
-Generated traces are appended one by one, as they finish, to a JSONL cache keyed by the teacher and its
-generation settings; a later run (or a resumed one) generates only the questions the cache lacks, so no
-finished teacher trace is generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
+Generated traces are appended one by one, as they finish, to a JSONL cache keyed by the teacher, its files
+(`llm.fingerprint`) and its generation settings, each row with its question's content key; a later run (or a
+resumed one) generates only the questions the cache lacks (or whose question changed), so no finished teacher
+trace is generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
 need not agree.
 """
 
@@ -20,6 +21,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from entropy_jax import _validate
 from entropy_jax.llm import prompts
 from entropy_jax.llm import traces as gen
 from entropy_jax.stores import safe_name
@@ -55,12 +57,13 @@ class TraceSet:
     generated_questions: int = 0
     cached_questions: int = 0
     dropped_wrong: tuple[str, ...] = ()
+    skipped_long: tuple[str, ...] = ()  # questions whose prompt left no room for the teacher's budget
 
     def summary(self) -> dict:
         correct = [t.correct for t in self.traces.values() if t.correct is not None]
         return {"source": self.source, "n": len(self.traces), "generated_tokens": self.generated_tokens,
                 "generated_questions": self.generated_questions, "cached_questions": self.cached_questions,
-                "dropped_wrong": len(self.dropped_wrong),
+                "dropped_wrong": len(self.dropped_wrong), "skipped_long": len(self.skipped_long),
                 "teacher_accuracy": (sum(correct) / len(correct)) if correct else None,
                 "teacher_tokens_total": sum(t.n_tokens for t in self.traces.values())}
 
@@ -83,7 +86,7 @@ def from_file(path: str | Path, questions, *, style: str = "letters") -> TraceSe
         raise FileNotFoundError(f"traces file {path} does not exist")
     by_id = {q.id: q for q in questions}
     traces = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_validate.read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -107,9 +110,10 @@ def from_file(path: str | Path, questions, *, style: str = "letters") -> TraceSe
     return TraceSet(traces, str(path))
 
 
-def cache_key(source: str, max_new_tokens: int, style: str, system: str | None) -> dict:
-    """What a cached trace must have been generated with to be reused (the step-by-step prompt, greedy)."""
-    return gen.cache_key(source, mode="cot", max_new_tokens=max_new_tokens, style=style, system=system)
+def cache_key(source: str, max_new_tokens: int, style: str, system: str | None, model: str | None = None) -> dict:
+    """What a cached trace must have been generated with to be reused (the step-by-step prompt, greedy;
+    `model`: the teacher's `llm.traces.model_key`)."""
+    return gen.cache_key(source, mode="cot", max_new_tokens=max_new_tokens, style=style, system=system, model=model)
 
 
 def _teacher_trace(q, t: gen.GeneratedTrace) -> Trace:
@@ -120,14 +124,17 @@ def _trace_set(run: gen.TraceRun, questions, source: str) -> TraceSet:
     by_id = {q.id: q for q in questions}
     return TraceSet({i: _teacher_trace(by_id[i], t) for i, t in run.traces.items()}, source,
                     generated_tokens=run.generated_tokens, generated_questions=run.generated_questions,
-                    cached_questions=run.cached_questions)
+                    cached_questions=run.cached_questions, skipped_long=run.skipped_long)
 
 
 def generate(teacher, questions, *, cache: str | Path, source: str, max_new_tokens: int = 512,
-             batch_size: int = 8, style: str = "letters", system: str | None = None, progress=None) -> TraceSet:
-    """Greedy CoT traces of `teacher` (a `LanguageModel`) for `questions`, reusing and extending `cache`."""
+             batch_size: int = 8, style: str = "letters", system: str | None = None, progress=None,
+             skip_long: bool = False) -> TraceSet:
+    """Greedy CoT traces of `teacher` (a `LanguageModel`) for `questions`, reusing and extending `cache`. A
+    question whose prompt leaves no room for `max_new_tokens` is an error naming it, or with `skip_long` gets no
+    trace (counted in `skipped_long`)."""
     run = gen.generate(teacher, questions, source=source, cache=cache, mode="cot", max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, style=style, system=system, progress=progress)
+                       batch_size=batch_size, style=style, system=system, progress=progress, skip_long=skip_long)
     return _trace_set(run, questions, source)
 
 
@@ -142,9 +149,9 @@ def keep_correct(traces: TraceSet, keep_wrong: bool) -> TraceSet:
 
 def load_teacher_traces(teacher: str, questions, *, cache_dir: str | Path, style: str = "letters",
                         max_new_tokens: int = 512, batch_size: int = 8, dtype: str = "float32", mesh=None,
-                        progress=None, system: str | None = None) -> TraceSet:
+                        progress=None, system: str | None = None, skip_long: bool = False) -> TraceSet:
     """Dispatch on the teacher: "rationale", a `.jsonl` traces file, or a model source (loaded only when
-    the cache `cache_dir/<safe name>.jsonl` lacks some question)."""
+    the cache `cache_dir/<safe name>.jsonl` lacks some question; `skip_long` as in `generate`)."""
     if teacher == "rationale":
         return from_rationales(questions)
     if teacher.endswith(".jsonl"):
@@ -158,4 +165,4 @@ def load_teacher_traces(teacher: str, questions, *, cache_dir: str | Path, style
 
     lm = llm.load(teacher, dtype=dtype, mesh=mesh)
     return generate(lm, questions, cache=cache, source=teacher, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, style=style, system=system, progress=progress)
+                    batch_size=batch_size, style=style, system=system, progress=progress, skip_long=skip_long)

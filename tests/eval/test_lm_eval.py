@@ -30,6 +30,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.loggers import EvaluationTracker
 from lm_eval.tasks import TaskManager
 
+from entropy_jax.data.mcqa import DEMO_PATH
 from entropy_jax.eval import metrics as M
 from entropy_jax.eval.lm_eval import EntropyJaxLM
 from entropy_jax.eval.log_samples import read_log_samples, rows_from_samples
@@ -59,7 +60,7 @@ def _tokenizer(texts):
 def setup(tmp_path_factory):
     """(model directory, task directory, the documents) — built once for the module."""
     root = tmp_path_factory.mktemp("lm_eval")
-    docs = [json.loads(line) for line in (ROOT / "data" / "mcqa_demo.jsonl").read_text().splitlines()]
+    docs = [json.loads(line) for line in DEMO_PATH.read_text().splitlines()]
     docs = docs[:N_DOCS // 2] + docs[-(N_DOCS - N_DOCS // 2):]  # both strata
     texts = [d["question"] + "\n" + "\n".join(f"{lab}. {o}" for lab, o in zip("ABCD", d["options"]))
              + "\nAnswer: A B C D" for d in docs]
@@ -257,3 +258,42 @@ def test_imports_stay_optional():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert out.stdout.split("\n")[0] == "[] ['lm_eval']"
+
+
+def test_metrics_of_logged_samples_with_and_without_entropy(setup, runs, tmp_path):
+    """`mcqa_run.lm_eval_metrics` (the launcher's --lm-eval-samples): our backend's samples give every signal;
+    the HF backend's have no full-vocabulary entropy, which is dropped and named, the other signals kept."""
+    from entropy_jax.eval import mcqa_run
+    from launch import mcqa_entropy
+
+    hf, ours = runs
+    got = mcqa_run.lm_eval_metrics(ours["out"], tmp_path / "ours", task="tiny_mc", n_boot=50)
+    rows = read_log_samples(ours["out"], task="tiny_mc")
+    correct = np.array([r["correct"] for r in rows])
+    assert got["dropped_signals"] == {} and set(got["overall"]["error_detection"]) == set(mcqa_run.SIGNALS)
+    assert got["overall"]["accuracy"] == ours["results"]["tiny_mc"]["acc,none"]
+    assert got["overall"]["error_detection"]["entropy"]["roc_auc"] == pytest.approx(
+        M.roc_auc(np.array([r["entropy"] for r in rows]), ~correct))
+    assert got["overall"]["mean_entropy"] == pytest.approx(np.mean([r["entropy"] for r in rows]))
+    assert set(got["by_stratum"]) == {"knowledge", "reasoning"} and got["entropy_sources"] == ["entropy_jax"]
+    assert got["entropy_settings"]["units"] == "nats" and got["tasks"] == ["tiny_mc"]
+    assert json.loads((tmp_path / "ours" / "metrics.json").read_text())["n_scored"] == N_DOCS
+    assert (tmp_path / "ours" / "entropy_hist.png").stat().st_size > 0
+
+    other = mcqa_entropy.main(mcqa_entropy.Config(lm_eval_samples=hf["out"], lm_eval_task="tiny_mc", n_boot=50,
+                                                  out=tmp_path / "hf", progress=False))
+    assert set(other["dropped_signals"]) == {"entropy"} and "--model entropy_jax" in other["dropped_signals"]["entropy"]
+    assert set(other["overall"]["error_detection"]) == set(mcqa_run.SIGNALS) - {"entropy"}
+    assert other["overall"]["mean_entropy"] is None and other["entropy_settings"] is None
+    assert other["overall"]["accuracy"] == got["overall"]["accuracy"]
+    assert other["overall"]["ece_15"] == pytest.approx(got["overall"]["ece_15"], abs=1e-3)
+    assert "| all |" in mcqa_run.markdown(other) and "Dropped signals: entropy" in mcqa_run.markdown(other)
+    assert not (tmp_path / "hf" / "entropy_hist.png").exists() and (tmp_path / "hf" / "risk_coverage.png").exists()
+    # generation samples: entropy (ours), no option probabilities, no ECE
+    gen = mcqa_run.lm_eval_metrics(ours["out"], tmp_path / "gen", task="tiny_gen", n_boot=50)
+    assert set(gen["overall"]["error_detection"]) == {"entropy"} and gen["overall"]["ece_15"] is None
+    assert gen["overall"]["accuracy"] == ours["results"]["tiny_gen"]["exact_match,none"]
+    with pytest.raises(ValueError, match="holds a scoring run"):
+        (tmp_path / "scored").mkdir()
+        (tmp_path / "scored" / "scores.jsonl").write_text("")
+        mcqa_run.lm_eval_metrics(ours["out"], tmp_path / "scored", task="tiny_mc", n_boot=50)

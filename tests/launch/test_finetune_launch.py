@@ -205,8 +205,11 @@ def test_bad_inputs_are_clear_errors(models, tmp_path):
                                       **(SMALL | {"train": dataclasses.replace(SMALL_TRAIN, lora=lora)})))
     with pytest.raises(ValueError, match="hard band is empty"):
         finetune.main(finetune.Config(student=str(student), out=tmp_path / "c", threshold=1e9, **SMALL))
-    with pytest.raises(ValueError, match="unknown --policy 'cot'"):
+    with pytest.raises(ValueError, match="--policy: must be one of .*got 'cot'"):
         finetune.main(finetune.Config(student=str(student), out=tmp_path / "d", policy="cot", **SMALL))
+    with pytest.raises(ValueError, match="--sweep: no such directory"):
+        frontier.main(frontier.Config(sweep=tmp_path / "empty", progress=False))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no launch.finetune runs"):
         frontier.main(frontier.Config(sweep=tmp_path / "empty", progress=False))
 
