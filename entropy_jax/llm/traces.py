@@ -18,8 +18,10 @@ question's content key (`mcqa.content_hash`). A killed run loses only the traces
 resumed call generates only the questions the store lacks for that key and content (an edited question is
 generated again, never served its old trace), so no finished trace is generated twice, and it writes exactly
 the rows an uninterrupted run would have written (the engine runs `reproducible`, with the cache length of the
-whole question set). In a multi-process job every process generates and process 0 writes. `_decode` is the
-only place that calls the model. A prompt that leaves no room for `max_new_tokens` in the model's context is
+whole question set). Rows reach the file in finishing order, which a resumed run does not share; a call that
+generated puts its rows in question order within the lines they hold (`_put_in_order`: an atomic rewrite that
+moves lines), so a killed and resumed run ends with the very bytes of an uninterrupted one. In a multi-process
+job every process generates and process 0 writes. `_decode` is the only place that calls the model. A prompt that leaves no room for `max_new_tokens` in the model's context is
 an error naming the question ids before any generation (or, with `skip_long`, the question gets no trace and
 is counted in `TraceRun.skipped_long`).
 """
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +42,7 @@ from entropy_jax import runtime
 from entropy_jax.data.mcqa import content_hash
 from entropy_jax.llm import engine, prompts
 from entropy_jax.llm.api import bucket
-from entropy_jax.stores import JsonlStore, RunLock, digest
+from entropy_jax.stores import JsonlStore, RunLock, digest, to_json
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 MODES = ("cot", "think")
@@ -207,7 +211,9 @@ def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto
     cache = Path(cache)
     model = model_key(source) if model is None else model
     key = cache_key(source, mode=mode, max_new_tokens=max_new_tokens, style=style, system=system, model=model)
-    have = read_cache(cache, key, questions)
+    content = {q.id: content_hash(q) for q in questions}
+    found = _store(cache, writable=False)
+    have = {i: GeneratedTrace.from_dict(r) for i, r in found.keyed(key, content=content).items()}
     todo = [q for q in questions if q.id not in have]
     result = TraceRun({}, mode, cached_questions=len(questions) - len(todo))
     write = runtime.is_writer() if write is None else write
@@ -221,9 +227,12 @@ def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto
     result.skipped_long = tuple(long_todo)
     todo = [q for q in todo if q.id not in long]
     t0 = time.perf_counter()
-    with RunLock(cache.parent, name=cache.name + ".lock") if write and todo else contextlib.nullcontext():
-        content = {q.id: content_hash(q) for q in questions}
-        store = _store(cache, writable=write and bool(todo))  # its first read repairs a torn tail
+    # a run killed after its last append but before `_put_in_order` left the file out of order: finish that too
+    reorder = write and not _in_order(found.rows(), key, content)
+    with RunLock(cache.parent, name=cache.name + ".lock") if write and (todo or reorder) else contextlib.nullcontext():
+        store = _store(cache, writable=write and bool(todo or reorder))
+        if store.writable:
+            store.rows()  # a writer's first read cuts a torn tail away, before appending or reordering
         if todo:
             # what another process added while we were not holding the lock
             have |= {i: GeneratedTrace.from_dict(r) for i, r in store.keyed(key, content=content).items()}
@@ -246,8 +255,70 @@ def generate(lm, questions, *, source: str, cache: str | Path, mode: str = "auto
             _decode(lm, [q for q in questions if q.id not in long], todo, mode=mode, max_new_tokens=max_new_tokens,
                     slots=batch_size, style=style, system=system, on_trace=keep)
             result.seconds = time.perf_counter() - t0
+        if write and (todo or reorder):
+            _put_in_order(cache, key, content)
     result.traces = {q.id: have[q.id] for q in questions if q.id in have}
     return result
+
+
+def _lines(cache: Path) -> list[tuple[bytes, dict | None]]:
+    """(raw line, row) of every non-blank line of the store (row None for a line that is not a JSON object)."""
+    if not cache.exists():
+        return []
+    out = []
+    for raw in cache.read_bytes().split(b"\n"):
+        if raw.strip():
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                row = None
+            out.append((raw, row if isinstance(row, dict) else None))
+    return out
+
+
+def _ours(key: dict, content: dict[str, str]) -> Callable[[dict | None], bool]:
+    """Whether a row is one of this call's: its key, and one of its questions' current content."""
+    key = to_json(key)
+    return lambda row: row is not None and row.get("key") == key and row.get("id") in content and \
+        row.get("content") == content[row["id"]]
+
+
+def _in_order(rows: list[dict], key: dict, content: dict[str, str]) -> bool:
+    """Whether this call's rows among `rows` (file order) come in question order (`_put_in_order`)."""
+    rank = {i: n for n, i in enumerate(content)}
+    ours = _ours(key, content)
+    ranks = [rank[r["id"]] for r in rows if ours(r)]
+    return all(x <= y for x, y in zip(ranks, ranks[1:]))
+
+
+def _put_in_order(cache: Path, key: dict, content: dict[str, str]) -> None:
+    """Rewrite the store so that this call's rows come in question order (ties in file order), each in one of
+    the lines its rows held; every other line keeps its place. Atomic: a temporary file, fsync, rename.
+
+    Traces are appended as they finish, and a resumed run finishes its traces in another order than an
+    uninterrupted one (other requests share its slots). The lines a call's rows hold are those of the traces it
+    found plus those it appended, and the rows are the same in both cases, so a run killed and resumed ends
+    with the same bytes as an uninterrupted one. Rows are moved, never re-encoded."""
+    lines = _lines(cache)
+    rank = {i: n for n, i in enumerate(content)}
+    ours = _ours(key, content)
+    places = [n for n, (_, row) in enumerate(lines) if ours(row)]
+    moved = sorted((lines[n] for n in places), key=lambda ln: rank[ln[1]["id"]])
+    if [lines[n] for n in places] == moved:
+        return
+    for n, ln in zip(places, moved):
+        lines[n] = ln
+    tmp = cache.with_name(cache.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(b"".join(raw + b"\n" for raw, _ in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, cache)
+    fd = os.open(cache.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself reaches the disk
+    finally:
+        os.close(fd)
 
 
 def _decode(lm, questions, todo, *, mode: str, max_new_tokens: int, slots: int, style: str, system: str | None,
