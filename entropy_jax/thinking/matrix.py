@@ -82,7 +82,7 @@ class MatrixConfig:
     """Cap on the answerer's context (tokens); default its max_position_embeddings. Longer prompts keep the
     trace's end (the truncation policy of entropy_jax.thinking.answer)."""
     batch_size: int = configs.runtime(8)
-    """Thinker generation batch (rows are padded to it: one compiled decode loop)."""
+    """Thinker decode slots: traces generated at once on the continuous-batching engine."""
     answer_batch_size: int = 8
     labels: str = "letters"
     system: str | None = None
