@@ -191,15 +191,20 @@ class Decoder(nnx.Module):
             self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
 
     def hidden(self, tokens_bt, positions_bt, mask_bts, cache: KVCache | None = None, slot=None,
-               constrain: Callable | None = None):
-        """Final-norm hidden states [B, T, D] and the updated cache."""
+               constrain: Callable | None = None, remat: Callable | None = None):
+        """Final-norm hidden states [B, T, D] and the updated cache. `remat` (training, no cache) transforms
+        each layer's pure function (x, cos, sin, mask) → x, e.g. `functools.partial(jax.checkpoint,
+        policy=...)`: the backward pass then recomputes what the policy did not save, layer by layer."""
         x = self.embed(tokens_bt)
         cos, sin = rope.cos_sin(self.config, positions_bt)
         new_cache = []
         for i, layer in enumerate(self.layers):
             if constrain is not None:
                 x = constrain(x)
-            x, kv = layer(x, cos, sin, mask_bts, None if cache is None else cache[i], slot)
+            if remat is not None and cache is None:
+                x, kv = _remat_layer(layer, remat, x, cos, sin, mask_bts), None
+            else:
+                x, kv = layer(x, cos, sin, mask_bts, None if cache is None else cache[i], slot)
             new_cache.append(kv)
         return self.norm(x), (None if cache is None else tuple(new_cache))
 
@@ -210,6 +215,16 @@ class Decoder(nnx.Module):
         else:
             logits = self.lm_head(h_btd)
         return logits.astype(jnp.float32)
+
+
+def _remat_layer(layer: Block, remat: Callable, x, cos, sin, mask):
+    # the transform (jax.checkpoint) needs a pure function of arrays: the layer's params become an argument
+    graphdef, state = nnx.split(layer)
+
+    def run(state, x, cos, sin, mask):
+        return nnx.merge(graphdef, state)(x, cos, sin, mask)[0]
+
+    return remat(run)(state, x, cos, sin, mask)
 
 
 # ---------------------------------------------------------------------------------------------- pure API

@@ -11,7 +11,17 @@ Modules: `examples` (prompt/completion segments → token ids and completion-onl
 (held-out answer-only accuracy). Export of the result: `entropy_jax.llm.export`.
 """
 
-from entropy_jax.train import evaluate, examples, gating, lora, packing, policy, sft, traces, trainer
+from entropy_jax.train import (
+           evaluate,
+           examples,
+           gating,
+           lora,
+           packing,
+           policy,
+           sft,
+           traces,
+           trainer,
+)
 from entropy_jax.train.lora import LoraConfig
 from entropy_jax.train.policy import POLICIES
 from entropy_jax.train.trainer import TrainConfig, fit

@@ -1,0 +1,263 @@
+"""The train step's memory options: chunked cross-entropy (against a float64 NumPy closed form and the plain
+loss), per-layer rematerialisation, the precision options and their shardings, the warmup's first step."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from entropy_jax.llm import model as mdl
+from entropy_jax.llm import sharding as shd
+from entropy_jax.llm.config import LlmConfig
+from entropy_jax.train import lora as lora_lib
+from entropy_jax.train import loss, sft, trainer
+
+
+def _config(tied: bool, layers: int = 2) -> LlmConfig:
+    return LlmConfig(family="llama", vocab_size=97, hidden_size=32, intermediate_size=48, num_layers=layers,
+                     num_heads=4, num_kv_heads=2, head_dim=8, max_position_embeddings=64, rms_norm_eps=1e-5,
+                     tie_word_embeddings=tied)
+
+
+def _batch(rng, b=2, t=24, k=10, vocab=97, a=1):
+    """A step batch [A, B, T] / [A, B, K] of two packed examples per row, some loss slots empty."""
+    seg = np.ones((b, t), np.int32)
+    seg[:, t // 2:] = 2
+    seg[0, -3:] = 0
+    pos = np.where(seg == 2, np.arange(t) - t // 2, np.arange(t)).astype(np.int32)
+    pos[seg == 0] = 0
+    lp = np.sort(rng.choice(t - 3, (a, b, k), replace=True), axis=-1).astype(np.int32)
+    lw = np.ones((a, b, k), np.float32)
+    lw[:, 0, -2:] = 0.0
+    return {"tokens": jnp.asarray(rng.integers(0, vocab, (a, b, t)), jnp.int32),
+            "positions": jnp.asarray(np.broadcast_to(pos, (a, b, t))),
+            "segments": jnp.asarray(np.broadcast_to(seg, (a, b, t))),
+            "loss_pos": jnp.asarray(lp), "loss_targets": jnp.asarray(rng.integers(0, vocab, (a, b, k)), jnp.int32),
+            "loss_weights": jnp.asarray(lw)}
+
+
+# ---------------------------------------------------------------------------------------------- chunked loss
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3, 4, 12, 100])
+def test_chunked_nll_and_gradients_equal_the_float64_closed_form(rng, transposed, chunk):
+    b, k, d, v = 2, 12, 8, 50
+    h = rng.normal(size=(b, k, d)).astype(np.float32)
+    w = rng.normal(size=(v, d) if transposed else (d, v)).astype(np.float32)
+    t = rng.integers(0, v, (b, k)).astype(np.int32)
+    g = rng.normal(size=(b, k)).astype(np.float32)  # an arbitrary cotangent
+    # float64 closed form: nll = lse(h W) − (h W)[t]; d/dlogits = g (softmax − onehot)
+    w64 = (w.T if transposed else w).astype(np.float64)
+    logits = h.astype(np.float64) @ w64
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    nll = lse - np.take_along_axis(logits, t[..., None], -1)[..., 0]
+    dlog = g[..., None] * (np.exp(logits - lse[..., None]) - np.eye(v)[t])
+    dh = dlog @ w64.T
+    dw = np.einsum("bkd,bkv->dv", h.astype(np.float64), dlog)
+    dw = dw.T if transposed else dw
+
+    def f(h, w):
+        return loss.chunked_nll(h, w, jnp.asarray(t), chunk=chunk, transposed=transposed)
+
+    for fn in (f, jax.jit(f)):
+        out, vjp = jax.vjp(fn, jnp.asarray(h), jnp.asarray(w))
+        got_dh, got_dw = vjp(jnp.asarray(g))
+        np.testing.assert_allclose(np.asarray(out), nll, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(got_dh), dh, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(got_dw), dw, rtol=1e-4, atol=1e-5)
+    # the plain all-at-once formula agrees as well
+    ref = loss.nll_reference(jnp.asarray(h), jnp.asarray(w), jnp.asarray(t), transposed=transposed)
+    np.testing.assert_allclose(np.asarray(ref), nll, rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_loss_never_forms_all_logits_forward_or_backward(rng):
+    b, k, d, v = 2, 16, 8, 50
+    h, w = jnp.ones((b, k, d)), jnp.ones((d, v))
+    t = jnp.zeros((b, k), jnp.int32)
+
+    def total(h, w, chunk):
+        return jnp.sum(loss.chunked_nll(h, w, t, chunk=chunk) if chunk else loss.nll_reference(h, w, t))
+
+    chunked = str(jax.make_jaxpr(jax.grad(functools.partial(total, chunk=4), argnums=(0, 1)))(h, w))
+    plain = str(jax.make_jaxpr(jax.grad(functools.partial(total, chunk=0), argnums=(0, 1)))(h, w))
+    assert f"f32[{b},{k},{v}]" in plain  # the reference materialises the [B, K, V] logits
+    assert f"f32[{b},{k},{v}]" not in chunked and f"f32[{b},4,{v}]" in chunked  # one chunk at a time
+    with pytest.raises(ValueError, match="chunk"):
+        loss.chunked_nll(h, w, t, chunk=0)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_token_nll_chunked_and_rematerialised_equal_the_plain_loss(key, rng, tied):
+    cfg = _config(tied)
+    graphdef, params = mdl.init_params(cfg, key)
+    bt = {k: v[0] for k, v in _batch(rng).items()}
+
+    def total(p, **kw):
+        nll = sft.token_nll(graphdef, p, bt["tokens"], bt["positions"], bt["segments"], bt["loss_pos"],
+                            bt["loss_targets"], **kw)
+        return jnp.sum(nll * bt["loss_weights"])
+
+    v0, g0 = jax.value_and_grad(total)(params)
+    # (remat, loss positions per chunk, jit): chunks that divide K = 10 and that do not, one chunk, no chunking
+    for name, chunk, jit in (("none", 3, True), ("none", 10, True), ("none", 64, False), ("full", 0, True),
+                             ("full", 3, False), ("dots", 4, True)):
+        kw = {"remat": sft.StepConfig(remat=name).remat_transform(), "loss_chunk": chunk}
+        fn = jax.value_and_grad(functools.partial(total, **kw))
+        v, g = (jax.jit(fn) if jit else fn)(params)
+        assert abs(float(v) - float(v0)) <= 1e-5 * abs(float(v0)), (name, chunk)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g0)):  # float32 round-off of sums over B·K·V terms
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+    # the rematerialised forward really is a checkpoint, per layer
+    kw = {"remat": sft.StepConfig(remat="full").remat_transform(), "loss_chunk": 3}
+    jaxpr = str(jax.make_jaxpr(jax.grad(functools.partial(total, **kw)))(params))
+    assert len(re.findall(r"\b(checkpoint|remat2?)\[", jaxpr)) >= cfg.num_layers
+
+
+def test_step_options_and_their_errors():
+    with pytest.raises(ValueError, match="remat 'some'"):
+        sft.StepConfig(remat="some")
+    with pytest.raises(ValueError, match="precision 'bf16_master'.*compute_dtype='bfloat16'"):
+        sft.StepConfig(precision="bf16_master")
+    with pytest.raises(ValueError, match="loss_chunk"):
+        trainer.TrainConfig(loss_chunk=-1)
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        trainer.TrainConfig(precision="fp16", compute_dtype="bfloat16")
+
+
+# ---------------------------------------------------------------------------------------------- the step
+def _run(graphdef, params, batches, cfg: sft.StepConfig, lr=3e-3, mesh=None):
+    tx = sft.optimizer(sft.OptimConfig(eps=1e-6))
+    state = sft.init_state(jax.tree.map(jnp.array, params), tx=tx, precision=cfg.precision)
+    step = jax.jit(sft.make_step(graphdef, tx, cfg, mesh))
+    losses = []
+    for b in batches:
+        state, m = step(state, None, b, jnp.float32(lr))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_remat_and_chunked_loss_train_like_the_plain_step(key, rng):
+    cfg = _config(tied=False)
+    graphdef, params = mdl.init_params(cfg, key)
+    batches = [_batch(rng, a=2) for _ in range(2)]  # accumulation of two micro-batches
+    plain, l0 = _run(graphdef, params, batches, sft.StepConfig())
+    new, l1 = _run(graphdef, params, batches, sft.StepConfig(remat="full", loss_chunk=4))
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    # the bound of test_sft's two AdamW steps against torch: Adam turns round-off of tiny gradient entries
+    # into weight differences up to a fraction of lr
+    for a, b in zip(jax.tree.leaves(new["trainable"]), jax.tree.leaves(plain["trainable"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_bf16_master_is_fp32_with_bf16_compute_and_bf16_drops_the_master(key, rng, accumulation):
+    cfg = _config(tied=True)
+    _, params = mdl.init_params(cfg, key)
+    graphdef, _ = mdl.abstract(cfg, jnp.bfloat16)
+    batches = [_batch(rng, a=accumulation)] * 3
+    ref, l_ref = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16"))
+    got, l_got = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16", precision="bf16_master"))
+    assert {x.dtype for x in jax.tree.leaves(got["trainable"])} == {jnp.dtype(jnp.bfloat16)}
+    assert {x.dtype for x in jax.tree.leaves(got["master"])} == {jnp.dtype(jnp.float32)}
+    moments = [x for x in jax.tree.leaves(got["opt"]) if x.ndim]
+    assert moments and {x.dtype for x in moments} == {jnp.dtype(jnp.float32)}
+    # the same numbers as float32 masters computing in bfloat16: the master is the float32 weights
+    np.testing.assert_allclose(l_got, l_ref, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(got["master"]), jax.tree.leaves(ref["trainable"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(got["trainable"]), jax.tree.leaves(got["master"])):
+        assert np.array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)))
+    if accumulation > 1:
+        return
+    pure, l_pure = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16", precision="bf16"))
+    assert "master" not in pure and {x.dtype for x in jax.tree.leaves(pure["trainable"])} == {jnp.dtype(jnp.bfloat16)}
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(pure["opt"]) if x.ndim)
+    assert l_pure[0] == l_ref[0] and l_pure[-1] < l_pure[0]  # same start, and it learns
+
+
+def test_moments_and_master_are_sharded_like_their_parameters():
+    assert jax.device_count() == 8
+    mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
+    _, abstract = mdl.abstract(_config(tied=False).replace(hidden_size=64, intermediate_size=128))
+    tx = sft.optimizer(sft.OptimConfig())
+    shape = jax.eval_shape(functools.partial(sft.init_state, tx=tx, precision="bf16_master"), abstract)
+    s = sft.state_shardings(shape, mesh, lora=False)
+    params = {path: x.spec for _, path, x in _flat(s["trainable"])}
+    assert sum("fsdp" in str(spec) for spec in params.values()) >= 10  # kernels and the embedding are split
+    assert {path: x.spec for _, path, x in _flat(s["master"])} == params
+    moments = [(head, path, x.spec) for head, path, x in _flat(s["opt"]) if path in params]
+    assert {head for head, _, _ in moments} == {"[1].mu", "[1].nu"}  # Adam's two moments of every parameter
+    assert len(moments) == 2 * len(params) and all(spec == params[path] for _, path, spec in moments)
+
+
+def _flat(tree):
+    """(non-dict prefix of the path, dotted trailing dict keys, leaf) of every sharding in a state tree."""
+    out = []
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        n = 0
+        while n < len(path) and isinstance(path[len(path) - 1 - n], jax.tree_util.DictKey):
+            n += 1
+        out.append((jax.tree_util.keystr(path[: len(path) - n]), ".".join(str(k.key) for k in path[len(path) - n:]), x))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+def test_warmup_starts_above_zero():
+    lr = sft.schedule(1.0, total_steps=20, warmup_steps=3, final_lr_ratio=0.1)
+    np.testing.assert_allclose([float(lr(s)) for s in range(4)], [0.25, 0.5, 0.75, 1.0], rtol=1e-6)
+    assert float(lr(20)) == pytest.approx(0.1)
+    assert float(sft.schedule(2e-5, total_steps=10, warmup_steps=0)(0)) == pytest.approx(2e-5)
+
+
+# ---------------------------------------------------------------------------------------------- the trainer
+def test_trainer_first_step_learns_and_lora_keeps_a_bf16_base(student, tmp_path):
+    from tests.train.test_sft import _examples
+
+    seqs = _examples(student.tokenizer, 4)
+    cfg = trainer.TrainConfig(epochs=1, micro_batch=2, seq_len=1024, lr=1e-2, warmup_ratio=0.5,
+                              compute_dtype="bfloat16", precision="bf16_master", remat="full", loss_chunk=8,
+                              lora=lora_lib.LoraConfig(rank=4, targets=("q", "v", "up")))
+    res = trainer.fit(student, lambda e: seqs, cfg, tmp_path, progress=False)
+    run = res["run"]
+    log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "lr" in r]
+    assert len(steps) == 2 and steps[0]["lr"] == pytest.approx(1e-2 / 2)  # warmup of 1 step: lr / 2, not 0
+    assert {x.dtype for x in jax.tree.leaves(run.frozen)} == {jnp.dtype(jnp.bfloat16)}  # frozen base in bf16
+    assert {x.dtype for x in jax.tree.leaves(run.state["master"])} == {jnp.dtype(jnp.float32)}
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(run.state["opt"]) if x.ndim)
+    # merged into the float32 LanguageModel's weights: float32, and only the targets moved
+    merged = jax.tree.leaves(res["params"])
+    assert {x.dtype for x in merged} == {jnp.dtype(jnp.float32)}
+    moved = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(merged, jax.tree.leaves(student.params))]
+    assert sum(moved) == len(lora_lib.target_paths(student.params, ("q", "v", "up")))
+
+
+def test_sharded_options_equal_unsharded_and_resume_is_bitwise(student_dir, tmp_path):
+    from entropy_jax import llm
+    from tests.train.test_sft import _examples
+
+    mesh = llm.make_mesh(data=2, fsdp=2, tensor=2)
+    seqs = _examples(llm.load(student_dir).tokenizer, 8)
+    cfg = trainer.TrainConfig(epochs=1, micro_batch=4, seq_len=512, lr=1e-3, compute_dtype="bfloat16",
+                              precision="bf16_master", remat="dots", loss_chunk=8)
+    logs, params = {}, {}
+    for name, m in (("one", None), ("mesh", mesh)):
+        res = trainer.fit(llm.load(student_dir, mesh=m), lambda e: seqs, cfg, tmp_path / name, progress=False)
+        logs[name] = [r["loss"] for r in map(json.loads, (tmp_path / name / "train_log.jsonl").read_text().splitlines())
+                      if "loss" in r]
+        params[name] = jax.device_get(res["params"])
+    assert len(logs["one"]) >= 2
+    np.testing.assert_allclose(logs["mesh"], logs["one"], rtol=0, atol=2e-3)  # bf16 compute: other reduction order
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(params["mesh"]), jax.tree.leaves(params["one"])))
+    assert diff <= 1e-4, diff
+    # interrupted after one step and resumed: bitwise the uninterrupted run (the master copy is checkpointed)
+    lm = llm.load(student_dir)
+    trainer.fit(lm, lambda e: seqs, cfg, tmp_path / "cut", progress=False, stop_after_steps=1)
+    rest = trainer.fit(lm, lambda e: seqs, cfg, tmp_path / "cut", progress=False, resume=True)
+    for a, b in zip(jax.tree.leaves(jax.device_get(rest["params"])), jax.tree.leaves(params["one"])):
+        assert np.array_equal(a, b)
