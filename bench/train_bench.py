@@ -23,6 +23,11 @@ float32 by both libraries, so both train the very same weights):
   state and batch sharded as ``trainer.fit`` places them).  The script sets
   ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before jax is imported (as ``launch/``
   does), unless XLA_FLAGS already sets a count, so the single-device row runs on device 0 of those.
+- Ours, the new step (issue 17): the same full fine-tuning step on one device with per-layer
+  rematerialisation (``--new-remat``, default ``full``) and the chunked cross-entropy (``--new-loss-chunk``,
+  default 128 loss positions per row per vocabulary chunk), ``StepConfig(remat=..., loss_chunk=...)``: its
+  tokens/s against today's step (no remat, all K positions at once) in the same run, and both steps' XLA
+  temporaries (``compiled.memory_analysis()``).  ``--no-new`` skips it.
 - Ours, LoRA (rank 8, alpha 16, all seven projections, ``trainer.prepare`` with ``LoraConfig``), one
   device: reported next to our full step only; PEFT is not installed, so it has no reference.
 - Reference (transformers-torch, ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...,
@@ -52,12 +57,13 @@ implementation, interleaved (ours 1 device, ours mesh, ours LoRA, torch …) wit
 so changing load on the shared machine hits them alike; best wall time per implementation.  The step is
 complete when its outputs are (``block_until_ready`` on the new state and the metrics).
 
-GPU section (only when ``jax.default_backend() == "gpu"``, or required with ``--gpu``): the MFU of our
-train step (``trainer.prepare`` on one device, ``compute_dtype="bfloat16"``, float32 master weights and
-AdamW state) for a random Qwen3-0.6B-shaped model (``LlmConfig.qwen3_0_6b()``, ``init_params``,
+GPU section (only when ``jax.default_backend() == "gpu"``, or required with ``--gpu``): the MFU of two
+train steps, today's (``trainer.prepare`` on one device, ``compute_dtype="bfloat16"``, float32 master
+weights and AdamW state) and the new one (``precision="bf16_master"``, ``remat=--new-remat``,
+``loss_chunk=--new-loss-chunk``), for a random Qwen3-0.6B-shaped model (``LlmConfig.qwen3_0_6b()``, ``init_params``,
 ``from_params``) on ``--gpu-rows`` × ``--gpu-seq`` (8 × 2048) rows of random tokens, one example per row
 with the loss on its second half (see ``run_gpu`` for the FLOP count); peaks from
-``bench.llm_bench.GPU_PEAKS`` (``--peak-tflops`` overrides).  Goal ≥ 40 % MFU.  On a CPU backend it is
+``bench.llm_bench.GPU_PEAKS`` (``--peak-tflops`` overrides).  Goal ≥ 45 % MFU.  On a CPU backend it is
 skipped with a note; ``--gpu-smoke`` runs only this section, with a tiny config on whatever backend
 there is, to check the code path (never writes).
 
@@ -83,6 +89,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import os
 import shlex
 import sys
@@ -98,7 +105,7 @@ from bench._results import REPO, RESULTS, machine_info, write_section
 SECTION = "## Chapter 4 — SFT train-step throughput (bench/train_bench.py)"
 MODEL = "smollm2-135m-instruct"
 GOAL = 1.0  # ours tokens/s ÷ torch tokens/s
-GOAL_MFU = 0.40
+GOAL_MFU = 0.45  # the issue's goal for a 0.6B–3B shape at bf16
 LOSS_RTOL = 1e-3  # first-step loss, ours vs each other implementation, relative
 PAUSE_S = 0.5  # between implementations, so one's spinning worker threads do not slow the next
 LORA_RANK = 8
@@ -251,9 +258,26 @@ def build_ours(lm, seqs, lay, args, res) -> list[dict]:
     state = sft.init_state(jax.tree.map(lambda x: jnp.array(x, dtype=jnp.float32, copy=True), lm.params), tx=tx)
     batch = jax.device_put({k: host[k] for k in packing.FIELDS})
     compiled, wall, _ = timed(lambda: step.lower(state, None, batch, lr).compile())
+    temp_today = int(compiled.memory_analysis().temp_size_in_bytes)
     impl = ours_impl("ours", compiled, state, None, batch, lr)
+    impl["compiled_temp"] = temp_today
     impl.update(compile=wall, devices=1, short="ours 1 device")
     impls.append(impl)
+
+    # ---------------------------------------------------------------- the memory-lean step, one device
+    if not args.no_new:
+        new_cfg = sft.StepConfig(compute_dtype="float32", remat=args.new_remat, loss_chunk=args.new_loss_chunk)
+        log(f"ours: full fine-tuning, one device, remat={args.new_remat}, loss_chunk={args.new_loss_chunk}: "
+            "compiling ahead of time ...")
+        step_n = sft.jit_step(sft.make_step(lm.graphdef, tx, new_cfg))
+        state_n = sft.init_state(jax.tree.map(lambda x: jnp.array(x, dtype=jnp.float32, copy=True), lm.params), tx=tx)
+        compiled, wall, _ = timed(lambda: step_n.lower(state_n, None, batch, lr).compile())
+        res["new_step"] = {"remat": args.new_remat, "loss_chunk": args.new_loss_chunk,
+                           "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes)}
+        res["today_temp_bytes"] = int(impls[0]["compiled_temp"])
+        impl = ours_impl("ours_new", compiled, state_n, None, batch, lr)
+        impl.update(compile=wall, devices=1, short=f"ours remat={args.new_remat} chunk={args.new_loss_chunk}")
+        impls.append(impl)
 
     # ---------------------------------------------------------------- full fine-tuning, data mesh
     cpus = jax.devices("cpu")
@@ -518,49 +542,60 @@ def run_gpu(args, smoke: bool) -> dict:
         completion = np.zeros(seq + 1, bool)
         completion[half + 1:] = True  # targets of positions half … seq − 1
         seqs.append(Tokenized(f"random-{i}", "answer", ids, completion))
-    cfg = trainer.TrainConfig(epochs=1, micro_batch=rows, seq_len=seq, lr=1e-5, warmup_ratio=0.0,
-                              compute_dtype="bfloat16", seed=args.seed)
     out = {"smoke": smoke, "device": f"{dev.platform} {kind}", "peak_name": peak_name, "peak_flops": peak_flops,
-           "config": c, "n_params": n_params, "n_matmul": n_matmul, "rows": rows, "seq": seq, "repeats": repeats}
-    try:
-        run = trainer.prepare(lm, lambda e: seqs, cfg)
-        del lm, params
-        (sq, lay), = run.data
-        host = next(packing.batches(sq, lay, micro_batch=rows))
-        k = int(lay.loss_slots)
-        batch = jax.device_put({f: host[f] for f in packing.FIELDS})
-        lr = jnp.float32(1e-5)
-        log(f"  train step {rows}×{seq} (K = {k} loss slots per row), bfloat16 compute: compiling ...")
-        compiled, compile_s, _ = timed(lambda: run.step.lower(run.state, run.frozen, batch, lr).compile())
-        state = run.state
-        run.state = None
-        walls, losses = [], []
-        for r in range(repeats + 1):  # the first execution is a warm-up, not timed into the best
-            t0 = time.perf_counter()
-            state, metrics = compiled(state, None, batch, lr)
-            jax.block_until_ready((state, metrics))
-            w = time.perf_counter() - t0
-            losses.append(float(metrics["loss"]))
-            if r:
-                walls.append(w)
-            log(f"  [{r}/{repeats}] step {w * 1e3:.1f} ms{' (warm-up)' if not r else ''}, loss {losses[-1]:.4f}")
-    except Exception as e:  # out of memory at this size: say so instead of losing the CPU results
-        if smoke or "RESOURCE_EXHAUSTED" not in str(e):
-            raise
-        out["error"] = f"out of device memory at {rows}×{seq}: {str(e).splitlines()[0][:300]}"
-        log(f"  {out['error']}")
-        return out
-    tokens = rows * seq
-    flops = {"dense": 6 * n_matmul * tokens, "lm_head": 6 * embed * rows * k,
-             "attention": 12 * c.num_layers * c.num_heads * c.head_dim * rows * seq * seq}
-    total = sum(flops.values())
-    wall = min(walls)
-    out.update(k=k, compile=compile_s, walls=walls, wall=wall, losses=losses, flops=flops,
-               total_flops=total, flops_per_s=total / wall, tokens_per_s=tokens / wall,
-               mfu=None if peak_flops is None else total / wall / peak_flops,
-               loss_tokens=int(host["loss_weights"].sum()),
-               # compilations of the (process-wide, cached) step since this run was prepared
-               trace_counts={"train_step": run.trace_counts["train_step"] - run.traces_before})
+           "config": c, "n_params": n_params, "n_matmul": n_matmul, "rows": rows, "seq": seq, "repeats": repeats,
+           "variants": {}}
+    # today's step (float32 masters cast to bf16, no remat, all loss positions at once) and the new one
+    variants = {"today": {}, "new": {"precision": "bf16_master", "remat": args.new_remat,
+                                     "loss_chunk": args.new_loss_chunk}}
+    for name, extra in variants.items():
+        cfg = trainer.TrainConfig(epochs=1, micro_batch=rows, seq_len=seq, lr=1e-5, warmup_ratio=0.0,
+                                  compute_dtype="bfloat16", seed=args.seed, **extra)
+        v = {"settings": {"precision": cfg.precision, "remat": cfg.remat, "loss_chunk": cfg.loss_chunk}}
+        out["variants"][name] = v
+        try:
+            run = trainer.prepare(lm, lambda e: seqs, cfg)
+            (sq, lay), = run.data
+            host = next(packing.batches(sq, lay, micro_batch=rows))
+            k = int(lay.loss_slots)
+            batch = jax.device_put({f: host[f] for f in packing.FIELDS})
+            lr = jnp.float32(1e-5)
+            log(f"  {name} step {rows}×{seq} (K = {k} loss slots per row), bf16 compute, {v['settings']}: compiling ...")
+            compiled, compile_s, _ = timed(functools.partial(
+                lambda r, b, x: r.step.lower(r.state, r.frozen, b, x).compile(), run, batch, lr))
+            mem = compiled.memory_analysis()
+            state = run.state
+            run.state = None
+            walls, losses = [], []
+            for r in range(repeats + 1):  # the first execution is a warm-up, not timed into the best
+                t0 = time.perf_counter()
+                state, metrics = compiled(state, None, batch, lr)
+                jax.block_until_ready((state, metrics))
+                w = time.perf_counter() - t0
+                losses.append(float(metrics["loss"]))
+                if r:
+                    walls.append(w)
+                log(f"  [{r}/{repeats}] {name} step {w * 1e3:.1f} ms{' (warm-up)' if not r else ''}, loss {losses[-1]:.4f}")
+            del state
+        except Exception as e:  # out of memory at this size: say so instead of losing the other results
+            if smoke or "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            v["error"] = f"out of device memory at {rows}×{seq}: {str(e).splitlines()[0][:300]}"
+            log(f"  {v['error']}")
+            continue
+        tokens = rows * seq
+        flops = {"dense": 6 * n_matmul * tokens, "lm_head": 6 * embed * rows * k,
+                 "attention": 12 * c.num_layers * c.num_heads * c.head_dim * rows * seq * seq}
+        total = sum(flops.values())
+        wall = min(walls)
+        v.update(k=k, compile=compile_s, walls=walls, wall=wall, losses=losses, flops=flops,
+                 total_flops=total, flops_per_s=total / wall, tokens_per_s=tokens / wall,
+                 mfu=None if peak_flops is None else total / wall / peak_flops,
+                 loss_tokens=int(host["loss_weights"].sum()),
+                 peak_bytes=int(mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+                                + mem.temp_size_in_bytes),
+                 # compilations of the (process-wide, cached) step since this run was prepared
+                 trace_counts={"train_step": run.trace_counts["train_step"] - run.traces_before})
     return out
 
 
@@ -571,6 +606,9 @@ def impl_label(res: dict, r: dict, markdown: bool) -> str:
         return f"entropy_jax full FT, 1 device ({q}sft.make_step{q} + {q}jit_step{q})"
     if r["name"] == "ours_mesh":
         return f"entropy_jax full FT, data mesh {r['devices']} CPU devices ({q}trainer.prepare{q})"
+    if r["name"] == "ours_new":
+        return (f"entropy_jax full FT, 1 device, remat={q}{res['new_step']['remat']}{q} + "
+                f"loss_chunk={res['new_step']['loss_chunk']} (the new step)")
     if r["name"] == "ours_lora":
         return f"entropy_jax LoRA r={LORA_RANK}, all projections, 1 device (no reference)"
     lbl = res["torch_labels"][r["config"]]
@@ -648,6 +686,15 @@ def notes(res: dict, args, markdown: bool) -> list[str]:
         + ", then one untimed warm-up step each on a copy of the train state; torch has no compilation (one "
         "untimed warm-up step on the shortest example, then the weights and AdamW state are reset).",
     ]
+    if "ours_new" in by:
+        nw, fu, ns = by["ours_new"], by["ours"], res["new_step"]
+        L.append(f"New step (per-layer rematerialisation `{ns['remat']}` + chunked cross-entropy, "
+                 f"{ns['loss_chunk']} loss positions per row per vocabulary chunk) against today's step "
+                 f"(no remat, all K positions at once), same batch, same run: {nw['tps']:.1f} vs {fu['tps']:.1f} "
+                 f"tokens/s = {nw['tps'] / fu['tps']:.2f}× (the recomputed forward costs time on a compute-bound "
+                 f"CPU); XLA temporaries {ns['temp_bytes'] / 2**20:.0f} MiB vs {res['today_temp_bytes'] / 2**20:.0f} "
+                 f"MiB ({ns['temp_bytes'] / res['today_temp_bytes']:.2f}×, `memory_analysis()`); first-step loss "
+                 f"relative |Δ| {abs(nw['first_loss'] - fu['first_loss']) / abs(fu['first_loss']):.1e}.")
     if "ours_lora" in by:
         lo, fu = by["ours_lora"], by["ours"]
         L.append(f"LoRA (rank {LORA_RANK}, alpha {lo['lora'].alpha:g}, {', '.join(lo['lora'].targets)}): "
@@ -697,47 +744,68 @@ def goal_lines(res: dict) -> list[str]:
 
 def gpu_lines(g: dict, markdown: bool) -> list[str]:
     c = g["config"]
-    if "error" in g:
-        return [f"Not measured: {g['error']}. Try smaller `--gpu-rows` / `--gpu-seq`."]
-    pct = "—" if g["mfu"] is None else f"{100 * g['mfu']:.1f}%"
-    f = g["flops"]
-    head = ("measurement", "time (ms)", "work", "achieved", "of peak", "goal")
-    row = (f"train step {g['rows']}×{g['seq']} (K = {g['k']}), bf16 compute", f"{g['wall'] * 1e3:.1f}",
-           f"{g['total_flops'] / 1e12:.2f} TFLOP", f"{g['flops_per_s'] / 1e12:.1f} TFLOP/s", pct,
-           f"≥ {100 * GOAL_MFU:.0f}%")
+    ok = {n: v for n, v in g["variants"].items() if "error" not in v}
+    head = ("measurement", "time (ms)", "work", "achieved", "of peak", "XLA peak bytes", "goal")
+    rows = []
+    for name, v in g["variants"].items():
+        st = v["settings"]
+        what = (f"{name}: precision {st['precision']}, remat {st['remat']}, loss_chunk {st['loss_chunk']}, "
+                f"{g['rows']}×{g['seq']}")
+        if "error" in v:
+            rows.append((what, "—", "—", "—", "—", "—", v["error"]))
+            continue
+        pct = "—" if v["mfu"] is None else f"{100 * v['mfu']:.1f}%"
+        rows.append((what + f" (K = {v['k']})", f"{v['wall'] * 1e3:.1f}", f"{v['total_flops'] / 1e12:.2f} TFLOP",
+                     f"{v['flops_per_s'] / 1e12:.1f} TFLOP/s", pct, f"{v['peak_bytes'] / 2**30:.2f} GiB",
+                     f"≥ {100 * GOAL_MFU:.0f}%"))
     if markdown:
-        L = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---|", "| " + " | ".join(row) + " |", ""]
+        L = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+        L += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     else:
-        L = [f"{head[0]:<48} {head[1]:>10} {head[2]:>14} {head[3]:>16} {head[4]:>8}",
-             f"{row[0]:<48} {row[1]:>10} {row[2]:>14} {row[3]:>16} {row[4]:>8}"]
+        L = [f"{head[0]:<80} {head[1]:>10} {head[2]:>14} {head[3]:>16} {head[4]:>8} {head[5]:>14}"]
+        L += [f"{r[0]:<80} {r[1]:>10} {r[2]:>14} {r[3]:>16} {r[4]:>8} {r[5]:>14}" for r in rows]
     p = "- " if markdown else ""
-    L += [
+    L.append(
         f"{p}Model: random Qwen3-0.6B-shaped decoder ({c.num_layers} layers, D={c.hidden_size}, {c.num_heads}/"
         f"{c.num_kv_heads} heads × {c.head_dim}, F={c.intermediate_size}, V={c.vocab_size}, tied embeddings), "
-        f"{g['n_params'] / 1e6:.1f} M parameters, float32 master weights and AdamW state, bfloat16 compute "
-        f"(`compute_dtype=\"bfloat16\"`); device {g['device']}; peak: {g['peak_name']}"
-        + (f" ({g['peak_flops'] / 1e12:.0f} TFLOP/s bf16 dense)." if g["peak_flops"] else " (none known)."),
-        f"{p}Data: {g['rows']} rows of {g['seq']} random tokens, one example per row with the loss on its second "
-        f"half: {g['loss_tokens']} loss tokens, K = {g['k']} loss slots per row. Best of {g['repeats']} steps after "
-        f"one warm-up step: {', '.join(f'{w * 1e3:.1f}' for w in g['walls'])} ms; {g['tokens_per_s']:.0f} "
-        f"tokens/s; compile {g['compile']:.1f} s; losses {', '.join(f'{x:.3f}' for x in g['losses'])}.",
-        f"{p}FLOPs per step: 6·N·B·T with N = {g['n_matmul'] / 1e6:.1f} M non-embedding matmul parameters "
-        f"({f['dense'] / 1e12:.2f} TFLOP) + 6·V·D·B·K for the tied LM head over the projected positions "
-        f"({f['lm_head'] / 1e12:.2f} TFLOP) + 12·L·H·hd·B·T² attention over the full T×T square, as the dense "
-        f"attention computes it ({f['attention'] / 1e12:.2f} TFLOP); the embedding gradient and elementwise work "
-        "are not counted.",
-        f"{p}Trace counts: {g['trace_counts']}.",
-    ]
+        f"{g['n_params'] / 1e6:.1f} M parameters, bfloat16 compute; today's step keeps float32 master weights "
+        f"and casts them inside the step, the new one keeps bfloat16 weights + a float32 master copy; AdamW "
+        f"state float32 in both; device {g['device']}; peak: {g['peak_name']}"
+        + (f" ({g['peak_flops'] / 1e12:.0f} TFLOP/s bf16 dense)." if g["peak_flops"] else " (none known)."))
+    if ok:
+        v = next(iter(ok.values()))
+        f = v["flops"]
+        L += [
+            (f"{p}Data: {g['rows']} rows of {g['seq']} random tokens, one example per row with the loss on its second "
+             f"half: {v['loss_tokens']} loss tokens, K = {v['k']} loss slots per row. Best of {g['repeats']} steps "
+             "after one warm-up step: " + "; ".join(
+                 f"{n} {', '.join(f'{w * 1e3:.1f}' for w in x['walls'])} ms ({x['tokens_per_s']:.0f} tokens/s, "
+                 f"compile {x['compile']:.1f} s, losses {', '.join(f'{y:.3f}' for y in x['losses'])})"
+                 for n, x in ok.items()) + "."),
+            f"{p}FLOPs per step (both steps: the model's work, not the recomputation): 6·N·B·T with N = "
+            f"{g['n_matmul'] / 1e6:.1f} M non-embedding matmul parameters ({f['dense'] / 1e12:.2f} TFLOP) + 6·V·D·B·K "
+            f"for the tied LM head over the projected positions ({f['lm_head'] / 1e12:.2f} TFLOP) + 12·L·H·hd·B·T² "
+            f"attention over the full T×T square, as the dense attention computes it ({f['attention'] / 1e12:.2f} "
+            "TFLOP); the embedding gradient and elementwise work are not counted.",
+            f"{p}Trace counts: " + ", ".join(f"{n} {x['trace_counts']}" for n, x in ok.items()) + ".",
+        ]
+        if len(ok) == 2:
+            L.append(f"{p}New ÷ today's step: {ok['new']['tokens_per_s'] / ok['today']['tokens_per_s']:.2f}× "
+                     f"tokens/s, {ok['new']['peak_bytes'] / ok['today']['peak_bytes']:.2f}× XLA peak bytes.")
     return L
 
 
 def gpu_goal_lines(g: dict) -> list[str]:
-    if "error" in g:
-        return [f"- Train-step MFU ≥ {100 * GOAL_MFU:.0f}%: not measured ({g['error']})."]
-    m = g["mfu"]
-    return [f"- Train-step MFU ≥ {100 * GOAL_MFU:.0f}% (random Qwen3-0.6B, bf16, {g['rows']}×{g['seq']}): "
-            + ("no peak known (use --peak-tflops)" if m is None else f"{100 * m:.1f}% → {shared.fmt_met(m >= GOAL_MFU)}")
-            + "."]
+    L = []
+    for name, v in g["variants"].items():
+        what = f"Train-step MFU ≥ {100 * GOAL_MFU:.0f}% ({name} step, random Qwen3-0.6B, bf16, {g['rows']}×{g['seq']})"
+        if "error" in v:
+            L.append(f"- {what}: not measured ({v['error']}).")
+            continue
+        m = v["mfu"]
+        L.append(f"- {what}: " + ("no peak known (use --peak-tflops)" if m is None
+                                  else f"{100 * m:.1f}% → {shared.fmt_met(m >= GOAL_MFU)}") + ".")
+    return L
 
 
 def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | None, gpu_skip: str | None,
@@ -801,6 +869,11 @@ def main(argv: list[str] | None = None) -> int:
                         "our packed rows, loss positions projected only")
     p.add_argument("--no-mesh", action="store_true", help="skip our data-mesh row")
     p.add_argument("--no-lora", action="store_true", help="skip our LoRA row")
+    p.add_argument("--no-new", action="store_true", help="skip the new step's row (remat + chunked loss)")
+    p.add_argument("--new-remat", default="full", choices=("none", "full", "dots"),
+                   help="rematerialisation policy of the new step's row (and of the GPU section's new step)")
+    p.add_argument("--new-loss-chunk", type=int, default=128,
+                   help="loss positions per row per vocabulary chunk of the new step (0 = unchunked)")
     p.add_argument("--seed", type=int, default=0, help="LoRA initialisation and the GPU section's random data")
     p.add_argument("--skip-cpu", action="store_true", help="skip the CPU comparison with transformers-torch")
     p.add_argument("--gpu", action="store_true", help="require the GPU section (error without a GPU backend)")

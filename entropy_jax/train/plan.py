@@ -55,7 +55,8 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
                     accumulation: int = 1, lora_rank: int = 0, lora_alpha: float = 16.0,
                     lora_targets: tuple[str, ...] = lora_lib.PROJECTIONS, remat: str = "full",
                     precision: str = "bf16_master", compute_dtype: str = "bfloat16", loss_chunk: int = 256,
-                    layers: int | None = None, weight_decay: float = 0.0, clip_norm: float | None = 1.0) -> dict:
+                    scan_layers: bool = True, layers: int | None = None, weight_decay: float = 0.0,
+                    clip_norm: float | None = 1.0) -> dict:
     """Compile the train step of `config` (its first `layers` layers) for A = `accumulation` micro-batches of
     `batch` rows of `seq_len` tokens with `loss_slots` (K, default `seq_len`: every position supervised)
     loss positions per row, over `mesh`, and return per-device numbers:
@@ -75,7 +76,7 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
     cfg = with_layers(config, layers)
     lora = lora_rank > 0
     step_cfg = sft.StepConfig(compute_dtype=compute_dtype, lora=lora, remat=remat, loss_chunk=loss_chunk,
-                              precision=precision)
+                              precision=precision, scan_layers=scan_layers)
     compute = sft.COMPUTE_DTYPES[compute_dtype]
     tx = sft.optimizer(sft.OptimConfig(weight_decay=weight_decay, clip_norm=clip_norm))
     _, base = mdl.abstract(cfg, jnp.float32)
@@ -110,7 +111,7 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
         "layers": cfg.num_layers, "model_layers": config.num_layers, "batch": batch, "seq_len": seq_len,
         "loss_slots": k, "accumulation": accumulation, "mesh": {a: int(n) for a, n in mesh.shape.items()},
         "lora_rank": lora_rank, "remat": remat, "precision": precision, "compute_dtype": compute_dtype,
-        "loss_chunk": loss_chunk, "backend": mesh.devices.flat[0].platform,
+        "loss_chunk": loss_chunk, "scan_layers": scan_layers, "backend": mesh.devices.flat[0].platform,
         "device_kind": getattr(mesh.devices.flat[0], "device_kind", "?"), "bytes": b,
         "flops": None if cost.get("flops") is None else float(cost["flops"]),
         "bytes_accessed": None if cost.get("bytes accessed") is None else float(cost["bytes accessed"]),

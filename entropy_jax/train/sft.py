@@ -115,15 +115,17 @@ def head_weight(model) -> tuple[jax.Array, bool]:
 
 
 def token_nll(graphdef, params, tokens_bt, positions_bt, segments_bt, loss_pos_bk, loss_targets_bk, *,
-              constrain=None, remat: Callable | None = None, loss_chunk: int = 0, mesh: Mesh | None = None):
+              constrain=None, remat: Callable | None = None, loss_chunk: int = 0, mesh: Mesh | None = None,
+              scan_layers: bool = False):
     """Negative log-likelihood [B, K] float32 (nats) of `loss_targets` as the next token at the row positions
     `loss_pos` [B, K], with per-example positions and block-diagonal causal attention (packed rows). Only
     those K positions are projected onto the vocabulary: all at once (`loss_chunk` = 0: [B, K, V] float32
     logits) or `loss_chunk` positions per row at a time (`loss.chunked_nll`; logits accumulated in float32).
     `constrain` pins each layer's activations (e.g. to the batch sharding), `mesh` the chunks of the
-    chunked loss; `remat` is the decoder's per-layer transform."""
+    chunked loss; `remat` is the decoder's per-layer transform, `scan_layers` runs the layers as a scan."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(tokens_bt, positions_bt, segment_mask(segments_bt), constrain=constrain, remat=remat)
+    h, _ = model.hidden(tokens_bt, positions_bt, segment_mask(segments_bt), constrain=constrain, remat=remat,
+                        scan=scan_layers)
     h_bkd = jnp.take_along_axis(h, loss_pos_bk[..., None], axis=1)
     if loss_chunk:
         w, transposed = head_weight(model)
@@ -144,13 +146,15 @@ class StepConfig:
     params are adapters (`lora.init`) inserted into the frozen base, and the graphdef must be the decoder
     built with their `lora.spec`. `remat` is a key of `REMAT_POLICIES`, `loss_chunk` the loss positions per
     row projected at once (0 = all), `precision` one of `PRECISIONS` (see the module docstring; the
-    bfloat16 options need `compute_dtype="bfloat16"`)."""
+    bfloat16 options need `compute_dtype="bfloat16"`), `scan_layers` runs the decoder layers as one
+    `lax.scan` (`Decoder.hidden(scan=True)`)."""
 
     compute_dtype: str = "float32"
     lora: bool = False
     remat: str = "none"
     loss_chunk: int = 0
     precision: str = "fp32"
+    scan_layers: bool = False
 
     def __post_init__(self):
         if self.compute_dtype not in COMPUTE_DTYPES:
@@ -197,7 +201,7 @@ def make_step(graphdef, tx: optax.GradientTransformation, config: StepConfig, me
         params = cast(full_params(trainable, frozen), dtype)
         nll = token_nll(graphdef, params, micro["tokens"], micro["positions"], micro["segments"],
                         micro["loss_pos"], micro["loss_targets"], constrain=constrain, remat=remat,
-                        loss_chunk=config.loss_chunk, mesh=mesh)
+                        loss_chunk=config.loss_chunk, mesh=mesh, scan_layers=config.scan_layers)
         w = micro["loss_weights"]
         return jnp.sum(nll * w), jnp.sum(w)
 

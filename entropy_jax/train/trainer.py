@@ -63,6 +63,9 @@ class TrainConfig:
     loss_chunk: int = 0
     """Loss positions per row projected onto the vocabulary at once (custom-VJP chunked cross-entropy, no
     [B, K, V] float32 logits); 0 = all K at once."""
+    scan_layers: bool = False
+    """Run the decoder layers as one `lax.scan` over their stacked params (compiles the layer once; with
+    remat, the backward recomputes one layer at a time whatever the compiler's schedule)."""
     lora: lora_lib.LoraConfig | None = None
     """None = full fine-tuning."""
     seed: int = 0
@@ -83,7 +86,8 @@ class TrainConfig:
 
     def step_config(self, lora: bool | None = None) -> sft.StepConfig:
         return sft.StepConfig(compute_dtype=self.compute_dtype, lora=self.lora is not None if lora is None else lora,
-                              remat=self.remat, loss_chunk=self.loss_chunk, precision=self.precision)
+                              remat=self.remat, loss_chunk=self.loss_chunk, precision=self.precision,
+                              scan_layers=self.scan_layers)
 
 
 @dataclasses.dataclass

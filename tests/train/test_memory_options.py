@@ -261,3 +261,67 @@ def test_sharded_options_equal_unsharded_and_resume_is_bitwise(student_dir, tmp_
     rest = trainer.fit(lm, lambda e: seqs, cfg, tmp_path / "cut", progress=False, resume=True)
     for a, b in zip(jax.tree.leaves(jax.device_get(rest["params"])), jax.tree.leaves(params["one"])):
         assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------- scanned layers
+def test_scanned_layers_equal_the_loop_and_fall_back_when_layers_differ(key, rng):
+    cfg = _config(tied=True, layers=3).replace(qk_norm=True, qkv_bias=True)
+    graphdef, params = mdl.init_params(cfg, key)
+    bt = {k: v[0] for k, v in _batch(rng).items()}
+
+    def total(p, graphdef=graphdef, **kw):
+        nll = sft.token_nll(graphdef, p, bt["tokens"], bt["positions"], bt["segments"], bt["loss_pos"],
+                            bt["loss_targets"], **kw)
+        return jnp.sum(nll * bt["loss_weights"])
+
+    v0, g0 = jax.jit(jax.value_and_grad(total))(params)
+    remat = sft.StepConfig(remat="full").remat_transform()
+    for kw in ({"scan_layers": True}, {"scan_layers": True, "remat": remat, "loss_chunk": 4}):
+        fn = functools.partial(total, **kw)
+        assert re.search(r"scan\[.*length=3", str(jax.make_jaxpr(fn)(params)).replace("\n", " "))
+        v, g = jax.jit(jax.value_and_grad(fn))(params)
+        assert abs(float(v) - float(v0)) <= 1e-5 * abs(float(v0))
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g0)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+    # layers of different structure (a sliding window on one of them) run as the loop, same numbers
+    mixed = cfg.replace(sliding_windows=(None, 5, None))
+    graphdef_m, _ = mdl.abstract(mixed)
+    fn = functools.partial(total, graphdef=graphdef_m, scan_layers=True)
+    assert "scan[" not in str(jax.make_jaxpr(fn)(params))
+    assert float(jax.jit(fn)(params)) == float(jax.jit(functools.partial(total, graphdef=graphdef_m))(params))
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+def test_train_step_plan_bytes_are_the_sharded_state_and_extrapolate_linearly():
+    from entropy_jax.train import plan
+
+    assert jax.device_count() == 8
+    mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
+    cfg = _config(tied=True, layers=3).replace(hidden_size=64, intermediate_size=128, vocab_size=256)
+    kw = {"batch": 4, "seq_len": 32, "loss_slots": 8, "mesh": mesh}
+    plans = {n: plan.train_step_plan(cfg, layers=n, **kw) for n in (1, 2)}
+    p = plans[2]
+    assert p["layers"] == 2 and p["model_layers"] == 3 and p["bytes"]["temp"] > 0 and p["flops"] > 0
+    assert p["bytes"]["peak"] >= p["bytes"]["argument"] > 0
+
+    def by_hand(layers):
+        """Per-device bytes of the step's arguments: the train state (bf16 weights, f32 master and moments)
+        sharded as the trainer shards it, the batch [1, 4 rows, 32 or 8] split over fsdp, the learning rate."""
+        _, params = mdl.abstract(plan.with_layers(cfg, layers))
+        tx = sft.optimizer(sft.OptimConfig())
+        state = jax.eval_shape(functools.partial(sft.init_state, tx=tx, precision="bf16_master"), params)
+        shard = sft.state_shardings(state, mesh, lora=False)
+        total = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
+                    for x, s in zip(jax.tree.leaves(state), jax.tree.leaves(shard)))
+        return total + 3 * (4 // 4) * 32 * 4 + 3 * (4 // 4) * 8 * 4 + 4, sum(x.size for x in jax.tree.leaves(params))
+
+    assert (p["bytes"]["argument"], p["params"]) == by_hand(2)
+    # linear in depth: extrapolated from 1 and 2 layers to the model's 3, the arguments are the 3-layer state's
+    ext = plan.extrapolate([plans[1], plans[2]], 3)
+    assert (ext["bytes"]["argument"], ext["params"]) == by_hand(3) and ext["extrapolated_from"] == [1, 2]
+    assert ext["per_layer"]["argument"] == p["bytes"]["argument"] - plans[1]["bytes"]["argument"]
+    assert plan.fits(p) and not plan.fits(p, device_bytes=p["bytes"]["peak"] - 1)
+    lora = plan.train_step_plan(cfg, layers=1, lora_rank=4, **kw)
+    assert lora["trainable"] < lora["params"] / 4 and lora["bytes"]["argument"] < plans[1]["bytes"]["argument"]
+    with pytest.raises(ValueError, match="batch=3"):
+        plan.train_step_plan(cfg, layers=1, **{**kw, "batch": 3})
