@@ -24,8 +24,9 @@ float32 by both libraries, so both train the very same weights):
   ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before jax is imported (as ``launch/``
   does), unless XLA_FLAGS already sets a count, so the single-device row runs on device 0 of those.
 - Ours, the new step (issue 17): the same full fine-tuning step on one device with per-layer
-  rematerialisation (``--new-remat``, default ``full``) and the chunked cross-entropy (``--new-loss-chunk``,
-  default 128 loss positions per row per vocabulary chunk), ``StepConfig(remat=..., loss_chunk=...)``: its
+  rematerialisation (``--new-remat``, default ``full``), the chunked cross-entropy (``--new-loss-chunk``,
+  default 128 loss positions per row per vocabulary chunk) and the layers as one ``lax.scan``
+  (``--new-scan``, default on), ``StepConfig(remat=..., loss_chunk=..., scan_layers=...)``: its
   tokens/s against today's step (no remat, all K positions at once) in the same run, and both steps' XLA
   temporaries (``compiled.memory_analysis()``).  ``--no-new`` skips it.
 - Ours, LoRA (rank 8, alpha 16, all seven projections, ``trainer.prepare`` with ``LoraConfig``), one
@@ -266,13 +267,14 @@ def build_ours(lm, seqs, lay, args, res) -> list[dict]:
 
     # ---------------------------------------------------------------- the memory-lean step, one device
     if not args.no_new:
-        new_cfg = sft.StepConfig(compute_dtype="float32", remat=args.new_remat, loss_chunk=args.new_loss_chunk)
-        log(f"ours: full fine-tuning, one device, remat={args.new_remat}, loss_chunk={args.new_loss_chunk}: "
-            "compiling ahead of time ...")
+        new_cfg = sft.StepConfig(compute_dtype="float32", remat=args.new_remat, loss_chunk=args.new_loss_chunk,
+                                 scan_layers=args.new_scan)
+        log(f"ours: full fine-tuning, one device, remat={args.new_remat}, loss_chunk={args.new_loss_chunk}, "
+            f"scan_layers={args.new_scan}: compiling ahead of time ...")
         step_n = sft.jit_step(sft.make_step(lm.graphdef, tx, new_cfg))
         state_n = sft.init_state(jax.tree.map(lambda x: jnp.array(x, dtype=jnp.float32, copy=True), lm.params), tx=tx)
         compiled, wall, _ = timed(lambda: step_n.lower(state_n, None, batch, lr).compile())
-        res["new_step"] = {"remat": args.new_remat, "loss_chunk": args.new_loss_chunk,
+        res["new_step"] = {"remat": args.new_remat, "loss_chunk": args.new_loss_chunk, "scan": args.new_scan,
                            "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes)}
         res["today_temp_bytes"] = int(impls[0]["compiled_temp"])
         impl = ours_impl("ours_new", compiled, state_n, None, batch, lr)
@@ -547,11 +549,12 @@ def run_gpu(args, smoke: bool) -> dict:
            "variants": {}}
     # today's step (float32 masters cast to bf16, no remat, all loss positions at once) and the new one
     variants = {"today": {}, "new": {"precision": "bf16_master", "remat": args.new_remat,
-                                     "loss_chunk": args.new_loss_chunk}}
+                                     "loss_chunk": args.new_loss_chunk, "scan_layers": args.new_scan}}
     for name, extra in variants.items():
         cfg = trainer.TrainConfig(epochs=1, micro_batch=rows, seq_len=seq, lr=1e-5, warmup_ratio=0.0,
                                   compute_dtype="bfloat16", seed=args.seed, **extra)
-        v = {"settings": {"precision": cfg.precision, "remat": cfg.remat, "loss_chunk": cfg.loss_chunk}}
+        v = {"settings": {"precision": cfg.precision, "remat": cfg.remat, "loss_chunk": cfg.loss_chunk,
+                          "scan": cfg.scan_layers}}
         out["variants"][name] = v
         try:
             run = trainer.prepare(lm, lambda e: seqs, cfg)
@@ -607,8 +610,9 @@ def impl_label(res: dict, r: dict, markdown: bool) -> str:
     if r["name"] == "ours_mesh":
         return f"entropy_jax full FT, data mesh {r['devices']} CPU devices ({q}trainer.prepare{q})"
     if r["name"] == "ours_new":
-        return (f"entropy_jax full FT, 1 device, remat={q}{res['new_step']['remat']}{q} + "
-                f"loss_chunk={res['new_step']['loss_chunk']} (the new step)")
+        ns = res["new_step"]
+        return (f"entropy_jax full FT, 1 device, remat={q}{ns['remat']}{q} + loss_chunk={ns['loss_chunk']}"
+                + (" + scanned layers" if ns["scan"] else "") + " (the new step)")
     if r["name"] == "ours_lora":
         return f"entropy_jax LoRA r={LORA_RANK}, all projections, 1 device (no reference)"
     lbl = res["torch_labels"][r["config"]]
@@ -689,8 +693,9 @@ def notes(res: dict, args, markdown: bool) -> list[str]:
     if "ours_new" in by:
         nw, fu, ns = by["ours_new"], by["ours"], res["new_step"]
         L.append(f"New step (per-layer rematerialisation `{ns['remat']}` + chunked cross-entropy, "
-                 f"{ns['loss_chunk']} loss positions per row per vocabulary chunk) against today's step "
-                 f"(no remat, all K positions at once), same batch, same run: {nw['tps']:.1f} vs {fu['tps']:.1f} "
+                 f"{ns['loss_chunk']} loss positions per row per vocabulary chunk"
+                 + (", the layers as one `lax.scan`" if ns["scan"] else "") + ") against today's step "
+                 f"(no remat, unrolled layers, all K positions at once), same batch, same run: {nw['tps']:.1f} vs {fu['tps']:.1f} "
                  f"tokens/s = {nw['tps'] / fu['tps']:.2f}× (the recomputed forward costs time on a compute-bound "
                  f"CPU); XLA temporaries {ns['temp_bytes'] / 2**20:.0f} MiB vs {res['today_temp_bytes'] / 2**20:.0f} "
                  f"MiB ({ns['temp_bytes'] / res['today_temp_bytes']:.2f}×, `memory_analysis()`); first-step loss "
@@ -750,7 +755,7 @@ def gpu_lines(g: dict, markdown: bool) -> list[str]:
     for name, v in g["variants"].items():
         st = v["settings"]
         what = (f"{name}: precision {st['precision']}, remat {st['remat']}, loss_chunk {st['loss_chunk']}, "
-                f"{g['rows']}×{g['seq']}")
+                f"scan {st['scan']}, {g['rows']}×{g['seq']}")
         if "error" in v:
             rows.append((what, "—", "—", "—", "—", "—", v["error"]))
             continue
@@ -874,6 +879,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="rematerialisation policy of the new step's row (and of the GPU section's new step)")
     p.add_argument("--new-loss-chunk", type=int, default=128,
                    help="loss positions per row per vocabulary chunk of the new step (0 = unchunked)")
+    p.add_argument("--new-scan", action=argparse.BooleanOptionalAction, default=True,
+                   help="the new step runs the layers as one lax.scan")
     p.add_argument("--seed", type=int, default=0, help="LoRA initialisation and the GPU section's random data")
     p.add_argument("--skip-cpu", action="store_true", help="skip the CPU comparison with transformers-torch")
     p.add_argument("--gpu", action="store_true", help="require the GPU section (error without a GPU backend)")
