@@ -89,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     lines = [SECTION, "",
              f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-             f"- Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; jax {jax.__version__}, backend "
-             f"`{jax.default_backend()}`; load average {fmt_load(load0)} at start, {fmt_load(os.getloadavg())} at end",
+             (f"- Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; jax {jax.__version__}, backend "
+             f"`{jax.default_backend()}`; load average {fmt_load(load0)} at start, {fmt_load(os.getloadavg())} at end"),
              f"- Command: `{cmd}`",
-             f"- SmolLM2-135M-Instruct (embedded GGUF, float32), full fine-tuning, {len(qs)} demo questions as "
+             (f"- SmolLM2-135M-Instruct (embedded GGUF, float32), full fine-tuning, {len(qs)} demo questions as "
              f"answer-only examples, {args.epochs} epochs × {res['global_step'] // args.epochs} steps of "
              f"{args.batch} example(s), AdamW lr {args.lr:g} (warmup {cfg.warmup_ratio:.0%} from lr / (warmup + 1), "
              f"cosine to {cfg.final_lr_ratio:g} · lr); evaluated on the same questions with the Chapter 3 "
-             "answer-only scoring after every epoch.",
+             "answer-only scoring after every epoch."),
              "",
              "| epoch | " + " | ".join(str(e) for e in range(len(accs))) + " |",
              "|---|" + "---:|" * len(accs),
              "| accuracy | " + " | ".join(f"{a:.3f}" for a in accs) + " |",
              "",
              f"- {ev.describe_label_shift(shift)}",
-             f"- {res['global_step']} optimizer steps; {wall:.0f} s wall, {cpu:.0f} s CPU (this process, all threads), "
-             "load, compilation and evaluation included.",
+             (f"- {res['global_step']} optimizer steps; {wall:.0f} s wall, {cpu:.0f} s CPU (this process, all threads), "
+             "load, compilation and evaluation included."),
              "",
              "### Goals",
              "",

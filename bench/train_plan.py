@@ -151,13 +151,14 @@ def render(cache: dict, args, info: dict, versions: dict) -> str:
                 and r["mode"] == "full" and r["tokens"] == 4096 and r["mesh_name"] == "fsdp8" and "error" not in r}
         if "" in pick and BASELINE in pick and UNROLLED in pick:
             a, b, c = (pick[k]["bytes"]["peak"] / 1e9 for k in (BASELINE, UNROLLED, ""))
-            L.append(f"- Phi-4-mini full FT, 4,096 tokens, fsdp 8 ({backend}): today's step {a:.1f} GB per device; "
-                     f"remat + chunked loss + bf16_master with the layers unrolled {b:.1f} GB (the compiler is free "
-                     f"to schedule every layer's recomputation early, and XLA's CPU scheduler does: the "
-                     f"recomputed attention scores of all layers are live at once, "
-                     f"{pick[UNROLLED]['per_layer']['peak'] / 1e9:.2f} GB per layer); the same with the layers as "
-                     f"one `lax.scan` {c:.1f} GB ({pick['']['per_layer']['peak'] / 1e9:.2f} GB per layer: the "
-                     "backward recomputes one layer per iteration, on any backend).")
+            L.append(f"- Phi-4-mini full FT, 4,096 tokens, fsdp 8 ({backend}): today's step {a:.1f} GB per device "
+                     f"({pick[BASELINE]['per_layer']['peak'] / 1e9:.2f} GB per layer: every layer's attention "
+                     f"scores and activations kept for the backward); remat + chunked loss + bf16_master with the "
+                     f"layers unrolled {b:.1f} GB ({pick[UNROLLED]['per_layer']['peak'] / 1e9:.2f} GB per layer: "
+                     "no saving — with the layers unrolled the compiler may run each layer's recomputation as early "
+                     "as the forward pass, and this backend's scheduler does); the same with the layers as one "
+                     f"`lax.scan` {c:.1f} GB ({pick['']['per_layer']['peak'] / 1e9:.2f} GB per layer: the backward "
+                     "loop recomputes one layer per iteration, whatever the backend's scheduler).")
     L.append("")
     goals = []
     for backend in sorted({r["backend"] for r in rows}):

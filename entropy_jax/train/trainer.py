@@ -59,7 +59,9 @@ class TrainConfig:
     need compute_dtype=bfloat16 and keep a LoRA run's frozen base in bfloat16 (fp32: in float32)."""
     remat: str = "none"
     """Per-layer rematerialisation in the backward pass: none, full (keep each layer's input only) or dots
-    (keep the weight matmuls' outputs, recompute attention and elementwise work)."""
+    (keep the weight matmuls' outputs, recompute attention and elementwise work). Use it with scan_layers:
+    with unrolled layers the compiler may schedule every recomputation early, and XLA's CPU backend does
+    (no saving at all; bench/RESULTS.md, train-step memory plan)."""
     loss_chunk: int = 0
     """Loss positions per row projected onto the vocabulary at once (custom-VJP chunked cross-entropy, no
     [B, K, V] float32 logits); 0 = all K at once."""
