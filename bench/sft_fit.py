@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def evaluate(params, epoch):
         rows[epoch + 1] = []
-        res = ev.answer_accuracy(ev.with_params(lm, params), qs, rows=rows[epoch + 1])
+        res = ev.answer_accuracy(lm.with_params(params), qs, rows=rows[epoch + 1])
         accs.append(res["accuracy"])
         print(f"epoch {epoch + 1}: accuracy {res['accuracy']:.3f}", file=sys.stderr, flush=True)
         return res

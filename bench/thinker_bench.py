@@ -124,13 +124,13 @@ def generation(args) -> dict:
 
 
 def matrix(args) -> dict:
-    from launch import thinker_answerer as ta
+    from entropy_jax.thinking import matrix as mx
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = ta.Config(thinkers=f"none,gold,shuffled,{MODEL}", answerers=MODEL, data="demo", limit=args.matrix_limit,
-                        max_think_tokens=args.matrix_think, out=Path(d), progress=False)
+        cfg = mx.MatrixConfig(thinkers=f"none,gold,shuffled,{MODEL}", answerers=MODEL, data="demo",
+                              limit=args.matrix_limit, max_think_tokens=args.matrix_think)
         t0 = time.perf_counter()
-        s = ta.main(cfg)
+        s = mx.run(cfg, Path(d))
         total = time.perf_counter() - t0
     th = s["thinker_table"][MODEL]
     n_answers = s["n_questions"] * len(s["thinkers"]) * len(s["answerers"])
@@ -163,7 +163,7 @@ def report(gen: dict, mat: dict, machine: dict) -> str:
         f"{gen['rows_identical']} of {gen['questions']}; largest entropy difference on those: "
         + (f"{gen['max_entropy_diff']:.1e} nats." if gen["max_entropy_diff"] is not None else "–."),
         "",
-        f"Whole matrix (`launch.thinker_answerer`, thinkers none, gold, shuffled, SmolLM2 × answerer SmolLM2, "
+        f"Whole matrix (`thinking.matrix.run`, as `launch.thinker_answerer` runs it: thinkers none, gold, shuffled, SmolLM2 × answerer SmolLM2, "
         f"{mat['n_questions']} demo questions, at most {mat['max_think_tokens']} thinker tokens, fresh directory): "
         f"{mat['total_s']:.0f} s in all — thinking {mat['thinker_s']:.0f} s ({mat['thinker_tokens']} tokens, "
         f"{mat['thinker_tok_s']:.1f} tokens/s, compilation included), answering {mat['answer_s']:.0f} s "

@@ -21,7 +21,7 @@ float32 by both libraries, so both train the very same weights):
   projected onto the vocabulary); and the same step built by ``trainer.prepare`` over a data mesh of all
   local CPU devices (``llm.make_mesh(data=-1)``, params placed by ``llm.from_params(..., mesh=mesh)``,
   state and batch sharded as ``trainer.fit`` places them).  The script sets
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before jax is imported (as ``launch/``
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` before JAX lists its devices (as the launchers' ``entropy_jax.runtime.configure``
   does), unless XLA_FLAGS already sets a count, so the single-device row runs on device 0 of those.
 - Ours, the new step (issue 17): the same full fine-tuning step on one device with per-layer
   rematerialisation (``--new-remat``, default ``full``), the chunked cross-entropy (``--new-loss-chunk``,
@@ -64,7 +64,8 @@ weights and AdamW state) and the new one (``precision="bf16_master"``, ``remat=-
 ``loss_chunk=--new-loss-chunk``), for a random Qwen3-0.6B-shaped model (``LlmConfig.qwen3_0_6b()``, ``init_params``,
 ``from_params``) on ``--gpu-rows`` × ``--gpu-seq`` (8 × 2048) rows of random tokens, one example per row
 with the loss on its second half (see ``run_gpu`` for the FLOP count); peaks from
-``bench.llm_bench.GPU_PEAKS`` (``--peak-tflops`` overrides).  Goal ≥ 45 % MFU.  On a CPU backend it is
+``bench.llm_bench.GPU_PEAKS`` (``--peak-tflops`` overrides).  Goals: ≥ 40 % MFU for today's step (this
+bench's first goal), ≥ 45 % for the new one (issue 17, a 0.6B–3B shape at bf16).  On a CPU backend it is
 skipped with a note; ``--gpu-smoke`` runs only this section, with a tiny config on whatever backend
 there is, to check the code path (never writes).
 
@@ -106,7 +107,8 @@ from bench._results import REPO, RESULTS, machine_info, write_section
 SECTION = "## Chapter 4 — SFT train-step throughput (bench/train_bench.py)"
 MODEL = "smollm2-135m-instruct"
 GOAL = 1.0  # ours tokens/s ÷ torch tokens/s
-GOAL_MFU = 0.45  # the issue's goal for a 0.6B–3B shape at bf16
+# train-step MFU goals at bf16: today's step keeps this bench's first goal, the memory-lean step issue 17's
+GOAL_MFU = {"today": 0.40, "new": 0.45}
 LOSS_RTOL = 1e-3  # first-step loss, ours vs each other implementation, relative
 PAUSE_S = 0.5  # between implementations, so one's spinning worker threads do not slow the next
 LORA_RANK = 8
@@ -130,10 +132,12 @@ def timed(fn: Callable):
 
 
 def force_host_devices() -> None:
-    """One XLA CPU device per core, as `launch/` does: only before jax is imported, and only when XLA_FLAGS
-    sets no count of its own."""
-    if "jax" not in sys.modules and _DEVICE_FLAG not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_DEVICE_FLAG}={max(1, os.cpu_count() or 1)}").strip()
+    """One XLA CPU device per core, as the launchers ask for (`entropy_jax.runtime.configure`): before JAX first
+    lists its devices, and only when XLA_FLAGS sets no count of its own. No compilation cache: timings include
+    compilation as a fresh machine sees it."""
+    from entropy_jax import runtime
+
+    runtime.configure(cpu_devices="auto", compilation_cache=False)
 
 
 def build_examples(tokenizer, rows: int, seq_len: int, questions: int | None):
@@ -656,7 +660,7 @@ def by_name(res: dict) -> dict:
     return {r["name"]: r for r in res["rows"]}
 
 
-def notes(res: dict, args, markdown: bool) -> list[str]:
+def notes(res: dict, markdown: bool) -> list[str]:
     b = res["batch"]
     by = by_name(res)
     bold = "**" if markdown else ""
@@ -754,15 +758,16 @@ def gpu_lines(g: dict, markdown: bool) -> list[str]:
     rows = []
     for name, v in g["variants"].items():
         st = v["settings"]
-        what = (f"{name}: precision {st['precision']}, remat {st['remat']}, loss_chunk {st['loss_chunk']}, "
-                f"scan {st['scan']}, {g['rows']}×{g['seq']}")
+        what = f"{name}: train step {g['rows']}×{g['seq']}" + ("" if "error" in v else f" (K = {v['k']})")
+        what += (f", bf16 compute, precision {st['precision']}, remat {st['remat']}, loss_chunk {st['loss_chunk']}, "
+                 f"scan {st['scan']}")
         if "error" in v:
             rows.append((what, "—", "—", "—", "—", "—", v["error"]))
             continue
         pct = "—" if v["mfu"] is None else f"{100 * v['mfu']:.1f}%"
-        rows.append((what + f" (K = {v['k']})", f"{v['wall'] * 1e3:.1f}", f"{v['total_flops'] / 1e12:.2f} TFLOP",
+        rows.append((what, f"{v['wall'] * 1e3:.1f}", f"{v['total_flops'] / 1e12:.2f} TFLOP",
                      f"{v['flops_per_s'] / 1e12:.1f} TFLOP/s", pct, f"{v['peak_bytes'] / 2**30:.2f} GiB",
-                     f"≥ {100 * GOAL_MFU:.0f}%"))
+                     f"≥ {100 * GOAL_MFU[name]:.0f}%"))
     if markdown:
         L = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---:|---|"]
         L += ["| " + " | ".join(r) + " |" for r in rows] + [""]
@@ -792,7 +797,7 @@ def gpu_lines(g: dict, markdown: bool) -> list[str]:
             f"for the tied LM head over the projected positions ({f['lm_head'] / 1e12:.2f} TFLOP) + 12·L·H·hd·B·T² "
             f"attention over the full T×T square, as the dense attention computes it ({f['attention'] / 1e12:.2f} "
             "TFLOP); the embedding gradient and elementwise work are not counted.",
-            f"{p}Trace counts: " + ", ".join(f"{n} {x['trace_counts']}" for n, x in ok.items()) + ".",
+            f"{p}Trace counts: " + ", ".join(f"{x['trace_counts']} ({n})" for n, x in ok.items()) + ".",
         ]
         if len(ok) == 2:
             L.append(f"{p}New ÷ today's step: {ok['new']['tokens_per_s'] / ok['today']['tokens_per_s']:.2f}× "
@@ -803,13 +808,14 @@ def gpu_lines(g: dict, markdown: bool) -> list[str]:
 def gpu_goal_lines(g: dict) -> list[str]:
     L = []
     for name, v in g["variants"].items():
-        what = f"Train-step MFU ≥ {100 * GOAL_MFU:.0f}% ({name} step, random Qwen3-0.6B, bf16, {g['rows']}×{g['seq']})"
+        goal = GOAL_MFU[name]
+        what = f"Train-step MFU ≥ {100 * goal:.0f}% ({name} step, random Qwen3-0.6B, bf16, {g['rows']}×{g['seq']})"
         if "error" in v:
             L.append(f"- {what}: not measured ({v['error']}).")
             continue
         m = v["mfu"]
         L.append(f"- {what}: " + ("no peak known (use --peak-tflops)" if m is None
-                                  else f"{100 * m:.1f}% → {shared.fmt_met(m >= GOAL_MFU)}") + ".")
+                                  else f"{100 * m:.1f}% → {shared.fmt_met(m >= goal)}") + ".")
     return L
 
 
@@ -839,7 +845,7 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
             "",
         ]
         L += table(res, markdown=True)
-        L += [""] + [f"- {x}" for x in notes(res, args, markdown=True)]
+        L += [""] + [f"- {x}" for x in notes(res, markdown=True)]
         walls = "; ".join(f"{r['short']}: " + ", ".join(f"{w:.2f}" for w in r["walls"]) for r in res["rows"])
         L += [f"- All timed wall times (s), in order: {walls}.", ""]
     L += ["### GPU: train-step MFU (random Qwen3-0.6B shape, bfloat16 compute)", ""]
@@ -853,7 +859,8 @@ def render_section(args, cmd: str, info: dict, res: dict | None, gpu: dict | Non
     if gpu is not None:
         L += gpu_goal_lines(gpu)
     else:
-        L.append(f"- GPU goal (train-step MFU ≥ {100 * GOAL_MFU:.0f}%): not measured on this machine.")
+        L.append(f"- GPU goals (train-step MFU ≥ {100 * GOAL_MFU['today']:.0f}% today's step, ≥ "
+                 f"{100 * GOAL_MFU['new']:.0f}% the new step): not measured on this machine.")
     return "\n".join(L) + "\n"
 
 
@@ -943,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SFT train step, SmolLM2-135M-Instruct, CPU float32 ({RESULTS.relative_to(REPO).parent}/train_bench.py)")
         print("\n".join(table(res, markdown=False)))
         print()
-        print("\n".join(notes(res, args, markdown=False)))
+        print("\n".join(notes(res, markdown=False)))
         print()
         print("\n".join(goal_lines(res)))
     if gpu is not None:

@@ -1,6 +1,6 @@
-"""Writes data/mcqa_demo.jsonl: the offline multiple-choice demo set of Chapter 3.
+"""Writes entropy_jax/data/mcqa_demo.jsonl (package data): the offline multiple-choice demo set of Chapter 3.
 
-    python data/make_mcqa_demo.py                 # → data/mcqa_demo.jsonl
+    python data/make_mcqa_demo.py                 # → entropy_jax/data/mcqa_demo.jsonl
     python data/make_mcqa_demo.py --out /tmp/x.jsonl
 
 Two strata of 240 questions each, 4 options per question:
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from entropy_jax.data.mcqa import Question, save_jsonl
 
-OUT = Path(__file__).resolve().parent / "mcqa_demo.jsonl"
+OUT = Path(__file__).resolve().parents[1] / "entropy_jax" / "data" / "mcqa_demo.jsonl"
 SEED = 20250301
 N_PER_STRATUM = 240
 N_OPTIONS = 4

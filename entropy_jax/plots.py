@@ -19,6 +19,7 @@ __all__ = [
     "near_uniform_regime",
     "nmf_rank_curves",
     "noise_curve",
+    "pyplot",
     "risk_vs_m",
     "second_moment_regime",
     "xi_curves",
@@ -35,7 +36,8 @@ _STYLE = {
 }
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot, imported on first use."""
     # Headless machines fall back to Agg by themselves; notebooks keep their inline backend.
     import matplotlib.pyplot as plt
 
@@ -72,7 +74,7 @@ def risk_vs_m(
       published: `PUBLISHED_TABLE1` to overlay the paper's values as hollow markers.
       path: where to save the PNG.
     """
-    plt = _plt()
+    plt = pyplot()
     rows = sorted(table["rows"], key=lambda r: r["M"])
     ms = np.array([r["M"] for r in rows])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -104,7 +106,7 @@ def risk_vs_m(
 
 def xi_curves(curves: Sequence[Mapping], *, path: str | Path | None = None):
     """Shrunk-MaxEnt risk against ξ for several M (curves: dicts with M, xi, risk, xi_opt)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for c in curves:
         (line,) = ax.plot(c["xi"], c["risk"], lw=1.5, label=f"M = {c['M']}")
@@ -125,7 +127,7 @@ def near_uniform_regime(result: Mapping, *, path: str | Path | None = None):
 
     Values above 1 mean the estimator is worse than ignoring the data.
     """
-    plt = _plt()
+    plt = pyplot()
     ms = result["ms"]
     fig, axes = plt.subplots(1, len(ms), figsize=(3.2 * len(ms), 3.6), sharey=True, squeeze=False)
     for ax, m in zip(axes[0], ms):
@@ -150,7 +152,7 @@ def near_uniform_regime(result: Mapping, *, path: str | Path | None = None):
 
 def encoding_regime(result: Mapping, *, path: str | Path | None = None):
     """Bayes risk per encoding of the outcomes (same prior and samples), for each M."""
-    plt = _plt()
+    plt = pyplot()
     encs = result["encodings"]
     ms = result["ms"]
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -180,7 +182,7 @@ def encoding_regime(result: Mapping, *, path: str | Path | None = None):
 
 def second_moment_regime(result: Mapping, *, path: str | Path | None = None):
     """First- vs first+second-moment MaxEnt against M, for each prior of the study."""
-    plt = _plt()
+    plt = pyplot()
     names = result["priors"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -211,7 +213,7 @@ def nmf_rank_curves(scan: Mapping, *, title: str = "", path: str | Path | None =
     R_c marked); explained variance; consensus cophenetic correlation and dispersion;
     seed-to-seed matched cosine distance; basis entropy and Hoyer sparseness.
     """
-    plt = _plt()
+    plt = pyplot()
     rows = scan["per_rank"]
     r = np.array([row["rank"] for row in rows])
 
@@ -272,7 +274,7 @@ def basis_pairs(
 ):
     """The Figure-1 analogue: matched basis-image pairs (left: run A, right: run B), sorted by
     cosine distance, `columns` pairs per row."""
-    plt = _plt()
+    plt = pyplot()
     n = basis_a.shape[1]
     rows = -(-n // columns)
     fig, axes = plt.subplots(rows, 2 * columns, figsize=(1.3 * 2 * columns, 1.45 * rows), squeeze=False)
@@ -291,7 +293,7 @@ def basis_pairs(
 
 def entropy_scatter(S: np.ndarray, S_hat: np.ndarray, *, title: str = "", path: str | Path | None = None):
     """Per-image entropy of the data S_i against the reconstruction's Ŝ_i (nats)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     ax.scatter(S, S_hat, s=10, alpha=0.7)
     lo, hi = float(min(S.min(), S_hat.min())), float(max(S.max(), S_hat.max()))
@@ -307,7 +309,7 @@ def entropy_scatter(S: np.ndarray, S_hat: np.ndarray, *, title: str = "", path: 
 
 def noise_curve(curve: Mapping, *, title: str = "", path: str | Path | None = None):
     """Matched cosine distance between clean and noisy fits against the flip probability ξ."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     x, m, s = (np.asarray(curve[k]) for k in ("levels", "mean", "sd"))
     ax.errorbar(x, m, yerr=s, marker="o", capsize=3)
@@ -321,7 +323,7 @@ def noise_curve(curve: Mapping, *, title: str = "", path: str | Path | None = No
 def token_entropy(token_strings: Sequence[str], entropy: Sequence[float], *, title: str = "",
                   path: str | Path | None = None):
     """Per-token full-vocabulary entropy (nats) of a generated completion, one bar per token."""
-    plt = _plt()
+    plt = pyplot()
     n = len(entropy)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 3.2))
     ax.bar(np.arange(n), entropy, color="tab:blue")
@@ -336,7 +338,7 @@ def token_entropy(token_strings: Sequence[str], entropy: Sequence[float], *, tit
 def entropy_histograms(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
                        path: str | Path | None = None):
     """Answer-step entropy of correct vs wrong answers, one panel per group: {name: (entropy, correct)}."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     all_h = np.concatenate([np.asarray(h, float) for h, _ in groups.values()])
     bins = np.linspace(0.0, float(all_h.max()) if all_h.size else 1.0, 25)
@@ -355,7 +357,7 @@ def entropy_histograms(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], *, t
 
 def reliability_diagram(tables: Mapping[str, Mapping], *, title: str = "", path: str | Path | None = None):
     """Accuracy against mean confidence per bin; tables {name: {"mean_confidence", "accuracy", "count"}}."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for name, t in tables.items():
@@ -375,7 +377,7 @@ def reliability_diagram(tables: Mapping[str, Mapping], *, title: str = "", path:
 def risk_coverage_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
                          path: str | Path | None = None):
     """Error rate among the kept most-certain questions against the fraction kept: {signal: (coverage, risk)}."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.8))
     for name, (coverage, risk) in curves.items():
         ax.plot(coverage, risk, label=name)
@@ -391,7 +393,7 @@ def frontier(curves: Mapping[str, Sequence[Mapping]], *, xlabel: str = "loss-bea
              path: str | Path | None = None):
     """Accuracy against cumulative training tokens, one line per policy: {policy: [{"tokens", "accuracy",
     "epoch"}, ...]} (the Chapter 4 accuracy–token frontier; epoch numbers annotate the points)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for i, (name, pts) in enumerate(curves.items()):
         x = [p["tokens"] for p in pts]
@@ -412,7 +414,7 @@ def accuracy_matrix(acc: np.ndarray, thinkers: Sequence[str], answerers: Sequenc
                     path: str | Path | None = None):
     """Heatmap of a thinker × answerer accuracy matrix [T, A] (rows thinkers), with the row means (per
     thinker) as an extra column and the column means (per answerer) as an extra row, each cell annotated."""
-    plt = _plt()
+    plt = pyplot()
     acc = np.asarray(acc, float)
     t, a = acc.shape
     full = np.full((t + 1, a + 1), np.nan)

@@ -1,17 +1,6 @@
-"""Thin experiment entry points: `python -m launch.<name> --help`. Each exposes `main(config)`.
-
-XLA runs each CPU operation of a small program on few threads, so matrix-heavy work (the NMF
-fits of Chapter 2) runs 1.3–1.7× faster on 2 cores when each core is its own XLA device and the
-seeds are sharded over them (`launch._common.data_mesh`; measured in bench/RESULTS.md). Launchers therefore ask for one XLA
-CPU device per core, unless XLA_FLAGS already sets a count or JAX is already initialised. Only
-the CPU platform is affected; GPU and TPU backends are not.
+"""Thin experiment entry points: `python -m launch.<name> --help` from a checkout (installed:
+`python -m entropy_jax.launch.<name>` or the console scripts `entropy-jax-<name>`). Each exposes `main(config)`,
+which calls library functions; process set-up (one XLA CPU device per core, the persistent compilation cache)
+is the explicit `entropy_jax.runtime.configure()` call on each launcher's command-line path. Importing this
+package changes nothing in the environment.
 """
-
-import os as _os
-import sys as _sys
-
-_FLAG = "--xla_force_host_platform_device_count"
-if "jax" not in _sys.modules and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (
-        _os.environ.get("XLA_FLAGS", "") + f" {_FLAG}={max(1, _os.cpu_count() or 1)}"
-    ).strip()

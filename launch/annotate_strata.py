@@ -9,290 +9,63 @@ Runtime on 2 CPU cores: about 3 minutes for the 480 demo questions with SmolLM2-
 one-token probes per question); `--mode generate` writes an explanation per question and takes several times
 longer.
 
-The judge (any `entropy_jax.llm.load` source) is asked, without answering the question, for a short
-explanation and then four ratings in a fixed bracketed format: needs specific domain knowledge (yes/no),
-needs multi-step reasoning (yes/no), number of reasoning steps (low/medium/high) and, when --scores gives
-another model's answers, its confidence (0–100) that that answer is right. Greedy decoding; the raw judge
-text is kept. Writes DIR/strata.jsonl (id, judge output, parsed ratings, judge_stratum) and
-DIR/strata_metrics.json: parse rate, agreement with the data's own strata, and — with --scores — the scored
-model's accuracy and every uncertainty signal's error detection per judge stratum, plus the judge's
-confidence evaluated as an error predictor exactly like entropy (ROC-AUC with a bootstrap interval, PRR,
-AURC). The synopsis reports judge confidence as a negative finding; we report whatever we measure.
-Resumes like launch/mcqa_entropy (fixed batches).
+The run is `entropy_jax.eval.strata.run`. The judge (any `entropy_jax.llm.load` source) is asked, without
+answering the question, for a short explanation and then four ratings in a fixed bracketed format: needs
+specific domain knowledge (yes/no), needs multi-step reasoning (yes/no), number of reasoning steps
+(low/medium/high) and, when --scores gives another model's answers, its confidence (0–100) that that answer is
+right. Greedy decoding; the raw judge text is kept. Writes DIR/strata.jsonl (id, judge output, parsed ratings,
+judge_stratum) and DIR/strata_metrics.json: parse rate, agreement with the data's own strata, and — with
+--scores — the scored model's accuracy and every uncertainty signal's error detection per judge stratum, plus
+the judge's confidence evaluated as an error predictor exactly like entropy (ROC-AUC with a bootstrap
+interval, PRR, AURC). The synopsis reports judge confidence as a negative finding; we report whatever we
+measure. Resumes like launch/mcqa_entropy (fixed batches, rows keyed by content, DIR/.lock); --scores must
+score the same questions as --data (no shared id, or another version of a question, is an error). Every flag
+is checked before any work ("error: --flag: …", exit 1); a question whose judge prompt does not fit the
+judge's context stops the run before judging, named by id, unless --skip-long.
+
+Prompt format of the judge: `--prompt chat` (default, its chat template), `--prompt plain` (no template; for
+base-model judges: probes end in "Answer:" and read Yes/No there) or `--prompt mmlu` (plain, the question in
+lm-eval's MMLU layout); `--instruction TEXT` puts TEXT before every judge prompt (default none). There is no
+`--fewshot`: few-shot examples are answered questions, and the judge rates questions without answering them.
+
+Settings (defaults in `strata.JudgeConfig`): --judge smollm2-135m-instruct, --mode generate, --data demo,
+--scores None, --limit None, --batch-size 8, --max-new-tokens 96, --dtype float32, --n-boot 1000, --seed 0,
+--prompt chat, --instruction none, --no-skip-long.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from pathlib import Path
 
-import numpy as np
 import tyro
-from tqdm.auto import tqdm
 
-from entropy_jax.data import mcqa
-from entropy_jax.eval import metrics as M
-from entropy_jax.llm import scoring
-from launch import distributed
-from launch._common import append_batch, read_batches, write_json
-from launch.mcqa_entropy import SIGNALS
-
-FORMAT = "[knowledge: yes/no] [reasoning: yes/no] [steps: low/medium/high]"
-PROMPT = """You are rating a multiple-choice question. Do NOT answer it.
-
-{question}
-
-First explain in one or two sentences what solving it requires. Then end with your ratings in exactly \
-this format:
-{format}
-where "knowledge" means it needs specific factual or domain knowledge, "reasoning" means it needs \
-several reasoning or calculation steps, and "steps" is how many such steps it needs."""
-CONFIDENCE = """
-Another model answered: {answer}. Also rate how confident you are that this answer is correct, \
-adding [confidence: 0-100] at the end."""
-_PATTERNS = {
-    "knowledge": re.compile(r"\[\s*knowledge\s*:\s*(yes|no)\s*\]", re.I),
-    "reasoning": re.compile(r"\[\s*reasoning\s*:\s*(yes|no)\s*\]", re.I),
-    "steps": re.compile(r"\[\s*steps\s*:\s*(low|medium|high)\s*\]", re.I),
-    "confidence": re.compile(r"\[\s*confidence\s*:\s*(\d{1,3}(?:\.\d+)?)\s*%?\s*\]", re.I),
-}
+from entropy_jax import _validate as check
+from entropy_jax import configs, runtime
+from entropy_jax.eval import strata
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    judge: str = "smollm2-135m-instruct"
-    """The judge model: alias, Hugging Face directory, .gguf file or hub id."""
-    mode: str = "generate"
-    """generate: explanation + bracketed ratings (the paper's judge); probe: one yes/no question per rating,
-    read from the next-token distribution (p(yes) renormalised over yes/no; works for small models that
-    do not follow the format)."""
-    data: str = "demo"
-    out: Path = Path("results/strata")
-    scores: Path | None = None
-    """scores.jsonl of launch.mcqa_entropy: adds the judge's confidence and per-judge-stratum metrics."""
-    limit: int | None = None
-    batch_size: int = 8
-    max_new_tokens: int = 96
-    dtype: str = "float32"
-    n_boot: int = 1000
-    seed: int = 0
-    progress: bool = True
-
-
-def judge_prompt(q: mcqa.Question, answer: str | None = None) -> str:
-    """The user turn sent to the judge for one question (with another model's answer if given)."""
-    labels = scoring.option_labels(len(q.options))
-    listing = "\n".join(f"{lab}. {opt}" for lab, opt in zip(labels, q.options))
-    fmt = FORMAT + (" [confidence: 0-100]" if answer is not None else "")
-    text = PROMPT.format(question=f"Question: {q.question}\n{listing}", format=fmt)
-    return text + (CONFIDENCE.format(answer=answer) if answer is not None else "")
-
-
-def parse(text: str) -> dict:
-    """Ratings found in a judge reply (the last occurrence of each); None where absent."""
-    out = {}
-    for key, pattern in _PATTERNS.items():
-        found = pattern.findall(text)
-        out[key] = found[-1].lower() if found else None
-    if out["confidence"] is not None:
-        c = float(out["confidence"])
-        out["confidence"] = c if 0 <= c <= 100 else None
-    return out
-
-
-def stratum(r: dict) -> str:
-    """knowledge / reasoning from the yes/no ratings; both yes → by the step count; else unclear/unparsed."""
-    k, z = r.get("knowledge"), r.get("reasoning")
-    if k is None or z is None:
-        return "unparsed"
-    if k == "yes" and z == "no":
-        return "knowledge"
-    if z == "yes" and k == "no":
-        return "reasoning"
-    if k == "yes" and z == "yes" and r.get("steps") is not None:
-        return "knowledge" if r["steps"] == "low" else "reasoning"
-    return "unclear"
-
-
-PROBES = {
-    "knowledge": "Does answering this question mainly require recalling a specific fact, rather than working "
-                 "something out? Answer Yes or No.",
-    "reasoning": "Does answering this question require several reasoning or calculation steps? Answer Yes or No.",
-}
-PROBE_CONFIDENCE = "Another model answered: {answer}. Is this answer correct? Answer Yes or No."
-
-
-def probe_prompts(q: mcqa.Question, answer: str | None = None) -> dict[str, str]:
-    """The yes/no questions of probe mode for one question (user turns)."""
-    labels = scoring.option_labels(len(q.options))
-    listing = "\n".join(f"{lab}. {opt}" for lab, opt in zip(labels, q.options))
-    body = f"Question: {q.question}\n{listing}\n\n"
-    out = {k: body + v for k, v in PROBES.items()}
-    if answer is not None:
-        out["confidence"] = body + PROBE_CONFIDENCE.format(answer=answer)
-    return out
-
-
-def _probe_batch(lm, chunk, answers, use_answers: bool) -> list[dict]:
-    """p(yes) of every probe for a batch of questions, one forward pass per prompt."""
-    prompts, index = [], []
-    for i, q in enumerate(chunk):
-        for key, text in probe_prompts(q, answers.get(q.id) if use_answers else None).items():
-            messages = [{"role": "user", "content": text}]
-            prompts.append(lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            index.append((i, key))
-    labels = [scoring.label_token_ids(lm.tokenizer, p, ("Yes", "No"), first_token=True) for p in prompts]
-    scored = scoring.score_batch(lm, prompts, labels)
-    rows: list[dict] = [{} for _ in chunk]
-    for (i, key), s in zip(index, scored):
-        rows[i][f"p_yes_{key}"] = s.option_probs[0]
-        rows[i][f"yes_no_mass_{key}"] = s.label_mass
-    for r in rows:
-        r["knowledge"] = "yes" if r["p_yes_knowledge"] >= 0.5 else "no"
-        r["reasoning"] = "yes" if r["p_yes_reasoning"] >= 0.5 else "no"
-        r["steps"] = None
-        r["confidence"] = 100 * r["p_yes_confidence"] if "p_yes_confidence" in r else None
-        # both or neither: the more probable of the two
-        if (r["knowledge"] == "yes") == (r["reasoning"] == "yes"):
-            r["knowledge"], r["reasoning"] = (("no", "yes") if r["p_yes_reasoning"] > r["p_yes_knowledge"]
-                                              else ("yes", "no"))
-    return rows
-
-
-def run_settings(config: Config) -> dict:
-    keys = ("judge", "mode", "data", "limit", "batch_size", "max_new_tokens", "dtype")
-    return {k: getattr(config, k) for k in keys} | {"scores": None if config.scores is None else str(config.scores)}
-
-
-def annotate(config: Config, questions: list[mcqa.Question], answers: dict[str, str]) -> dict:
-    import entropy_jax.llm as llm
-
-    path = Path(config.out) / "strata.jsonl"
-    done = read_batches(path)
-    path.write_text("".join(json.dumps(r) + "\n" for r in done))
-    have = {r["batch"] for r in done}
-    n_batches = -(-len(questions) // config.batch_size)
-    todo = [b for b in range(n_batches) if b not in have]
-    if not todo:
-        return {}
-    distributed.initialize(None)
-    lm = llm.load(config.judge, dtype=config.dtype)
-    with path.open("a") as f, tqdm(total=len(todo) * config.batch_size, disable=not config.progress,
-                                   desc="judging", unit="q") as bar:
-        for b in todo:
-            chunk = questions[b * config.batch_size: (b + 1) * config.batch_size]
-            rows = []
-            if config.mode == "probe":
-                for q, ratings in zip(chunk, _probe_batch(lm, chunk, answers, config.scores is not None)):
-                    rows.append({"id": q.id, "batch": b, "batch_rows": len(chunk), "judge_output": None,
-                                 **ratings, "judge_stratum": stratum(ratings), "data_stratum": q.stratum})
-            else:
-                prompts = [judge_prompt(q, answers.get(q.id) if config.scores else None) for q in chunk]
-                g = lm.generate(prompts, chat=True, max_new_tokens=config.max_new_tokens)
-                for i, q in enumerate(chunk):
-                    ratings = parse(g.texts[i])
-                    rows.append({"id": q.id, "batch": b, "batch_rows": len(chunk), "judge_output": g.texts[i],
-                                 **ratings, "judge_stratum": stratum(ratings), "data_stratum": q.stratum,
-                                 "judge_mean_entropy": float(g.mean_entropy()[i])})
-            append_batch(f, rows)
-            bar.update(len(chunk))
-    return {"judge_load_s": lm.load_seconds}
-
-
-def compute_metrics(rows: list[dict], scores: list[dict] | None, *, n_boot: int, seed: int) -> dict:
-    n = len(rows)
-    labels = [r["judge_stratum"] for r in rows]
-    result = {
-        "n": n,
-        "parse_rate": float(np.mean([lab != "unparsed" for lab in labels])) if n else float("nan"),
-        "judge_strata": {s: labels.count(s) for s in sorted(set(labels))},
-    }
-    with_data = [r for r in rows if r.get("data_stratum")]
-    if with_data:
-        pairs: dict[str, dict[str, int]] = {}
-        for r in with_data:
-            pairs.setdefault(r["data_stratum"], {}).setdefault(r["judge_stratum"], 0)
-            pairs[r["data_stratum"]][r["judge_stratum"]] += 1
-        agree = [r["judge_stratum"] == r["data_stratum"] for r in with_data]
-        result["agreement_with_data_strata"] = {"fraction": float(np.mean(agree)), "confusion": pairs}
-    if scores:
-        by_id = {s["id"]: s for s in scores}
-        joined = [(r, by_id[r["id"]]) for r in rows if r["id"] in by_id]
-        per = {}
-        for lab in sorted({r["judge_stratum"] for r, _ in joined}):
-            sub = [s for r, s in joined if r["judge_stratum"] == lab]
-            correct = np.array([s["correct"] for s in sub], bool)
-            signals = {name: np.array([fn(s) for s in sub], float) for name, fn in SIGNALS.items()}
-            per[lab] = {"n": len(sub), "accuracy": float(correct.mean()),
-                        "error_detection": M.error_detection_report(signals, correct, n_boot=n_boot, seed=seed)}
-        result["by_judge_stratum"] = per
-        rated = [(r, s) for r, s in joined if r.get("confidence") is not None]
-        result["judge_confidence"] = {"n_rated": len(rated), "n_scored": len(joined)}
-        if rated:
-            correct = np.array([s["correct"] for _, s in rated], bool)
-            uncertainty = {"1 - judge_confidence": np.array([1 - r["confidence"] / 100 for r, _ in rated]),
-                           "entropy (same questions)": np.array([s["entropy"] for _, s in rated])}
-            result["judge_confidence"]["error_detection"] = M.error_detection_report(
-                uncertainty, correct, n_boot=n_boot, seed=seed)
-    return result
-
-
-def markdown(result: dict) -> str:
-    lines = [f"Judge replies parsed: {100 * result['parse_rate']:.0f}% of {result['n']}; judge strata "
-             + ", ".join(f"{k} {v}" for k, v in result["judge_strata"].items()) + "."]
-    if "agreement_with_data_strata" in result:
-        a = result["agreement_with_data_strata"]
-        lines.append(f"Agreement with the data's own strata: {100 * a['fraction']:.0f}% "
-                     f"(confusion data → judge: {json.dumps(a['confusion'])}).")
-    if "by_judge_stratum" in result:
-        lines += ["", "| judge stratum | n | accuracy | ROC-AUC entropy [95% CI] |", "|---|---:|---:|---|"]
-        for lab, b in result["by_judge_stratum"].items():
-            d = b["error_detection"]["entropy"]
-            lo, hi = d["roc_auc_ci"]
-            lines.append(f"| {lab} | {b['n']} | {b['accuracy']:.3f} | {d['roc_auc']:.3f} [{lo:.2f}, {hi:.2f}] |")
-    jc = result.get("judge_confidence")
-    if jc and "error_detection" in jc:
-        d = jc["error_detection"]["1 - judge_confidence"]
-        e = jc["error_detection"]["entropy (same questions)"]
-        lines += ["", f"Judge confidence as an error predictor ({jc['n_rated']} of {jc['n_scored']} rated): "
-                  f"ROC-AUC {d['roc_auc']:.3f} [{d['roc_auc_ci'][0]:.2f}, {d['roc_auc_ci'][1]:.2f}] vs entropy "
-                  f"{e['roc_auc']:.3f} on the same questions."]
-    elif jc:
-        lines += ["", f"Judge confidence: none of {jc['n_scored']} replies gave a parsable [confidence: …]."]
-    return "\n".join(lines) + "\n"
+class Config(strata.JudgeConfig):
+    out: Path = configs.runtime(Path("results/strata"))
+    progress: bool = configs.runtime(True)
 
 
 def main(config: Config) -> dict:
-    if config.mode not in ("generate", "probe"):
-        raise ValueError(f"mode {config.mode!r}; use 'generate' or 'probe'")
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = run_settings(config)
-    settings_path = out / "settings.json"
-    old = json.loads(settings_path.read_text()) if settings_path.exists() else None
-    if old is not None and old != json.loads(json.dumps(settings)) and (out / "strata.jsonl").exists():
-        raise ValueError(f"{out} holds judge labels made with other settings ({old}); use another --out")
-    write_json(settings_path, settings)
-    questions = mcqa.load(config.data, limit=config.limit)
-    scores = None
-    answers: dict[str, str] = {}
-    if config.scores is not None:
-        if not Path(config.scores).exists():
-            raise FileNotFoundError(f"--scores {config.scores} does not exist (run launch.mcqa_entropy first)")
-        scores = read_batches(Path(config.scores))
-        options = {q.id: q.options for q in questions}
-        answers = {s["id"]: f"{s['pred']} ({options[s['id']][s['pred_index']]})" for s in scores if s["id"] in options}
-    info = annotate(config, questions, answers)
-    rows = read_batches(out / "strata.jsonl")
-    result = compute_metrics(rows, scores, n_boot=config.n_boot, seed=config.seed)
-    result.update(settings=settings, run=info)
-    write_json(out / "strata_metrics.json", result)
+    runtime.initialize()
+    result = strata.run(config, config.out, progress=config.progress)
     if config.progress:
-        print(markdown(result))
+        print(strata.markdown(result))
     return result
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.annotate_strata` in a checkout; installed: `entropy-jax-annotate-strata`)."""
+    runtime.configure()
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

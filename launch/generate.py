@@ -21,6 +21,10 @@ Any `load` source works for --model (a Hugging Face directory, a .gguf file, a h
 full, untruncated temperature-1 distribution (`entropy_settings` in the JSON). --out FILE writes the
 completion, its tokens, per-token entropy and log-prob, the settings and the timings.
 
+Every flag is checked before the model loads ("error: --flag: …", exit 1; a prompt that leaves no room for
+--max-new-tokens in the model's context is named too); while --out FILE is written, FILE.lock keeps a second
+process from writing it.
+
 Mesh flags --data / --fsdp / --tensor (one may be -1: the remaining devices) shard the model over a
 (data, fsdp, tensor) mesh; all 1 (the default) runs on one device. On TPU pods and GPU clusters start it
 with launch/tpu_pod.sh or launch/gpu_cluster.sh (docs/clusters.md); --distributed forces
@@ -38,8 +42,9 @@ import numpy as np
 import tyro
 
 import entropy_jax.llm as llm
-from launch import distributed
-from launch._common import write_json
+from entropy_jax import _validate as check
+from entropy_jax import runtime
+from entropy_jax.stores import RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +71,27 @@ class Config:
     tensor: int = 1
     """Mesh axis: attention heads, MLP columns and vocabulary."""
     distributed: bool = False
-    """Force jax.distributed.initialize(); without it the environment decides (launch/distributed.py)."""
+    """Force jax.distributed.initialize(); without it the environment decides (entropy_jax.runtime.initialize)."""
     out: Path | None = None
     """Write the result as JSON to this file."""
+
+
+def check_config(config: Config) -> None:
+    """Every flag, before the model loads: a `ConfigError` naming the flag."""
+    check.flag_model("model", config.model)
+    check.flag_text("prompt", config.prompt)
+    check.flag_text("system", config.system, optional=True)
+    check.flag_int("max_new_tokens", config.max_new_tokens, 1)
+    check.flag_float("temperature", config.temperature, 0.0)
+    check.flag_float("top_p", config.top_p, 0.0, 1.0, lo_open=True)
+    check.flag_seed("seed", config.seed)
+    check.flag_choice("dtype", config.dtype, check.DTYPES)
+    check.flag_mesh(data=config.data, fsdp=config.fsdp, tensor=config.tensor)
+    if config.out is not None:
+        out = Path(config.out)
+        if out.is_dir():
+            raise check.flag_error("out", "is a directory; --out names the JSON file to write", str(out))
+        check.flag_out_dir("out", out.parent)
 
 
 def summary(result: dict) -> str:
@@ -90,10 +113,17 @@ def main(config: Config) -> dict:
     """Loads the model, generates twice (compile, then warm), prints `summary` and writes --out.
 
     Returns the result: completion, tokens, per-token entropy and log-prob (nats), settings, timings."""
+    check_config(config)
     # before any JAX computation, so that the mesh spans every host's devices
-    distributed.initialize(config.distributed or None)
-    mesh = distributed.mesh_from_flags(config.data, config.fsdp, config.tensor)
+    runtime.initialize(config.distributed or None)
+    mesh = runtime.mesh_from_flags(config.data, config.fsdp, config.tensor)
     lm = llm.load(config.model, dtype=config.dtype, mesh=mesh)
+    if lm.tokenizer is None:
+        raise check.ConfigError(f"--model: {config.model} has no tokenizer (the prompt is text)")
+    n_prompt = len(lm.encode([config.prompt], chat=config.chat, system=config.system)[0])
+    if n_prompt + config.max_new_tokens > lm.config.max_position_embeddings:
+        raise check.ConfigError(f"--prompt: {n_prompt} tokens + --max-new-tokens {config.max_new_tokens} exceed the "
+                                f"context of {config.model} ({lm.config.max_position_embeddings} positions)")
 
     def run() -> tuple[llm.Generation, float]:
         t0 = time.perf_counter()
@@ -142,10 +172,20 @@ def main(config: Config) -> dict:
     }
     if jax.process_index() == 0:  # every host holds the same result; one writes and prints it
         if config.out is not None:
-            write_json(Path(config.out), result)
+            out = Path(config.out)
+            with RunLock(out.parent, name=out.name + ".lock"):
+                write_json(out, result)
         print(summary(result))
     return result
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.generate` in a checkout; installed: `entropy-jax-generate`)."""
+    runtime.configure()
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

@@ -12,6 +12,8 @@ GPUS_PER_NODE="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}"
 COORDINATOR_PORT="${COORDINATOR_PORT:-$(( 61440 + ${SLURM_JOB_ID:-0} % 4096 ))}"  # per job, as JAX picks it
 SRUN_ARGS="${SRUN_ARGS:-}"                          # extra srun options, e.g. "--cpu-bind=none"
 DRY_RUN="${DRY_RUN:-0}"                             # 1 = print the command instead of running it
+# JAX preallocates 75% of GPU memory by default; long-context steps need more (docs/clusters.md)
+XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"
 
 usage() {
   cat <<EOF
@@ -20,7 +22,7 @@ Usage:
   launch/gpu_cluster.sh multinode NAME [ARGS...]
 
 Runs 'python -m launch.NAME ARGS...' as one JAX job over several GPU nodes, with
-ENTROPY_JAX_DISTRIBUTED=1 so launch/distributed.py calls jax.distributed.initialize(); the mesh
+ENTROPY_JAX_DISTRIBUTED=1 so entropy_jax.runtime.initialize() calls jax.distributed.initialize(); the mesh
 flags (--data / --fsdp / --tensor, one may be -1) then describe one mesh over all GPUs.
 
 slurm      inside an allocation (sbatch or salloc): srun starts the processes; the coordinator is
@@ -31,14 +33,20 @@ multinode  no scheduler: run the same command on every machine yourself (ssh, pd
            JAX_COORDINATOR_ADDRESS=host0:port, JAX_NUM_PROCESSES=N and JAX_PROCESS_ID=0..N-1 set.
 
 Settings (environment): REPO [$REPO], PYTHON, GPUS_PER_NODE [$GPUS_PER_NODE],
-COORDINATOR_PORT, SRUN_ARGS, DRY_RUN=1 (only print the command).
+COORDINATOR_PORT, SRUN_ARGS, DRY_RUN=1 (only print the command),
+XLA_PYTHON_CLIENT_MEM_FRACTION [$XLA_PYTHON_CLIENT_MEM_FRACTION] (share of each GPU JAX preallocates;
+JAX's own default is 0.75).
+
+Meshes: serve (generate, scoring) with --tensor within a node and --data across nodes; train
+(finetune) with --fsdp. fsdp for generate re-gathers every weight on every decoded token.
 
 Examples:
-  sbatch -N 2 --gpus-per-node=8 launch/gpu_cluster.sh slurm generate --fsdp -1 --out gen.json
+  sbatch -N 2 --gpus-per-node=8 launch/gpu_cluster.sh slurm generate --tensor 8 --data -1 --out gen.json
   salloc -N 4 --gpus-per-node=4 launch/gpu_cluster.sh slurm --per-gpu generate --data 4 --tensor -1
+  sbatch -N 2 --gpus-per-node=8 launch/gpu_cluster.sh slurm finetune --fsdp -1
   # on host0 and host1 (process ids 0 and 1):
   JAX_COORDINATOR_ADDRESS=host0:61440 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \\
-    launch/gpu_cluster.sh multinode generate --fsdp -1
+    launch/gpu_cluster.sh multinode generate --tensor 8 --data -1
 EOF
 }
 
@@ -60,6 +68,7 @@ if [[ -z "$PYTHON" ]]; then
 fi
 cd "$REPO"
 export ENTROPY_JAX_DISTRIBUTED=1
+export XLA_PYTHON_CLIENT_MEM_FRACTION
 
 run() {
   if [[ "$DRY_RUN" == "1" ]]; then printf '%q ' "$@"; echo; else exec "$@"; fi

@@ -14,7 +14,8 @@ Runtime on 2 CPU cores: about 1.5 minutes for all three regimes (--regime picks 
 (c) moments: first- vs first+second-moment MaxEnt. Expected: the second constraint hurts under
     the ordered prior (noise) and helps under the bump/valley prior once M ≳ 15.
 
-Writes DIR/regimes.json, DIR/near_uniform.png, DIR/encodings.png, DIR/second_moment.png.
+Writes DIR/regimes.json, DIR/near_uniform.png, DIR/encodings.png, DIR/second_moment.png. Every
+flag is checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
@@ -26,113 +27,98 @@ from typing import Literal
 import jax
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import _validate as check
+from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
-from launch._common import Partial, data_mesh, read_json, write_json
+from entropy_jax.estimators.report import regimes_markdown as markdown
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, RunLock, write_json
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    regime: Literal["all", "near_uniform", "encodings", "moments"] = "all"
+    regime: Literal["all", "near_uniform", "encodings", "moments"] = configs.runtime("all")
+    """Which regimes to run (a choice of results, not a setting of them: one partial file serves all)."""
     priors: int = 200
     """Prior draws per point."""
     samples: int = 100
     """Multinomial samples per prior draw."""
     seed: int = 0
-    out: Path = Path("results/maxent")
+    out: Path = configs.runtime(Path("results/maxent"))
     ms: tuple[int, ...] = study.REGIME_MS
     alphas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     """Symmetric-Dirichlet concentrations for the near-uniform regime."""
-    encodings: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
-    resume: bool = True
-    progress: bool = True
+    encodings: tuple[str, ...] = study.ENCODINGS
+    """Encodings z for the encodings regime: linear, log, cubic, exp, permuted."""
+    resume: bool = configs.runtime(True)
+    progress: bool = configs.runtime(True)
 
 
-def _points_by_m(r: dict, **labels) -> list[dict]:
-    """The regime's points with these labels, one per M in r["ms"] order."""
-    return [next(p for p in r["points"] if p["M"] == m and all(p[k] == v for k, v in labels.items()))
-            for m in r["ms"]]
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check.flag_choice("regime", config.regime, ("all", *REGIMES))
+    check.flag_int("priors", config.priors, lo=1)
+    check.flag_int("samples", config.samples, lo=1)
+    check.flag_int("seed", config.seed, 0, check.MAX_SEED)
+    check.flag_ints("ms", config.ms, lo=1)
+    check.flag_floats("alphas", config.alphas, 0.0, lo_open=True)
+    check.flag_choices("encodings", config.encodings, study.ENCODINGS)
+    check.flag_out_dir("out", config.out)
 
 
-def _m_table(first_cols: tuple[str, ...], ms, rows) -> list[str]:
-    """A Markdown table with one column per M; rows are (labels, cells)."""
-    head = "| " + " | ".join(first_cols) + " | " + " | ".join(f"M = {m}" for m in ms) + " |"
-    rule = "|" + "---|" * len(first_cols) + "---:|" * len(ms)
-    return [head, rule] + ["| " + " | ".join(labels) + " | " + " | ".join(cells) + " |" for labels, cells in rows]
-
-
-def _cell(value, fmt: str = ".3f") -> str:
-    return "—" if value is None else format(value, fmt)
-
-
-def _summary_near_uniform(r: dict) -> list[str]:
-    rows = [((f"{a:g}",), [_cell(None if p["maxent1"] is None else p["maxent1"] / p["baseline"], ".2f")
-                           for p in _points_by_m(r, alpha=a)])
-            for a in r["alphas"]]
-    return ["First-moment MaxEnt risk / uniform-baseline risk (above 1: worse than ignoring the data):", ""] + \
-        _m_table(("α",), r["ms"], rows)
-
-
-def _summary_encodings(r: dict) -> list[str]:
-    rows = [((f"MaxEnt, z = {enc}",), [_cell(p["maxent1"]) for p in _points_by_m(r, encoding=enc)])
-            for enc in r["encodings"]]
-    first = _points_by_m(r, encoding=r["encodings"][0])  # Bayes and ML do not depend on z
-    rows += [(("ML, b_opt (any z)",), [_cell(p["ml_bopt"]) for p in first]),
-             (("Bayes (any z)",), [_cell(p["bayes_mixture"]) for p in first])]
-    return [f"Bayes risk (nats) under the Table 1 prior; uniform baseline {r['baseline_exact']:.3f}:", ""] + \
-        _m_table(("encoding",), r["ms"], rows)
-
-
-def _summary_moments(r: dict) -> list[str]:
-    rows = []
-    for name in r["priors"]:
-        pts = _points_by_m(r, prior=name)
-        for key, label in (("maxent1", "MaxEnt, 1st moment"), ("maxent2", "MaxEnt, 1st + 2nd"),
-                           ("baseline", "uniform baseline")):
-            rows.append(((name, label), [_cell(p.get(key)) for p in pts]))
-    return ["Bayes risk (nats), first- vs second-moment MaxEnt:", ""] + \
-        _m_table(("prior", "estimator"), r["ms"], rows)
-
-
-def markdown(results: dict) -> str:
-    parts = []
-    for name, fn in (("near_uniform", _summary_near_uniform), ("encodings", _summary_encodings),
-                     ("moments", _summary_moments)):
-        if name in results:
-            parts += fn(results[name]) + [""]
-    return "\n".join(parts)
-
-
-def main(config: Config) -> dict:
-    """Runs the chosen regimes; returns {regime: result} and writes JSON + figures."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = REGIMES if config.regime == "all" else (config.regime,)
-    settings = dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None, "regime": None}
-    partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
-    common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
-                  done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
-    results = read_json(out / "regimes.json") or {}
-    plt = plots._plt()
-    with jax.enable_x64(True):
-        if "near_uniform" in chosen:
-            results["near_uniform"] = study.near_uniform_regime(alphas=config.alphas, **common)
-            plt.close(plots.near_uniform_regime(results["near_uniform"], path=out / "near_uniform.png"))
-        if "encodings" in chosen:
-            results["encodings"] = study.encoding_regime(kinds=config.encodings, **common)
-            plt.close(plots.encoding_regime(results["encodings"], path=out / "encodings.png"))
-        if "moments" in chosen:
-            results["moments"] = study.second_moment_regime(**common)
-            plt.close(plots.second_moment_regime(results["moments"], path=out / "second_moment.png"))
-    write_json(out / "regimes.json", results)
-    partial.finish()
+def _previous_results(path: Path) -> dict:
+    """regimes.json of an earlier run (its other regimes are kept); a damaged one is named."""
+    if not path.exists():
+        return {}
+    results = check.flag_json_file("out", path, "Delete the file or choose another --out.")
+    if not isinstance(results, dict):
+        raise check.ConfigError(f"--out: {path} is not a regimes.json (a JSON object expected). "
+                                "Delete the file or choose another --out.")
     return results
 
 
-if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    res = main(cfg)
+def main(config: Config) -> dict:
+    """Runs the chosen regimes; returns {regime: result} and writes JSON + figures.
+
+    Flags are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    out = Path(config.out).expanduser()
+    check.flag_resume_file(out / "regimes.partial.json", config.resume)
+    results = _previous_results(out / "regimes.json")
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        chosen = REGIMES if config.regime == "all" else (config.regime,)
+        settings = configs.settings(config)
+        partial = Partial(out / "regimes.partial.json", settings, resume=config.resume)
+        common = dict(ms=config.ms, n_priors=config.priors, n_samples=config.samples, seed=config.seed,
+                      done=partial.rows, on_point=partial.put, mesh=data_mesh(), progress=config.progress)
+        plt = plots.pyplot()
+        with jax.enable_x64(True):
+            if "near_uniform" in chosen:
+                results["near_uniform"] = study.near_uniform_regime(alphas=config.alphas, **common)
+                plt.close(plots.near_uniform_regime(results["near_uniform"], path=out / "near_uniform.png"))
+            if "encodings" in chosen:
+                results["encodings"] = study.encoding_regime(kinds=config.encodings, **common)
+                plt.close(plots.encoding_regime(results["encodings"], path=out / "encodings.png"))
+            if "moments" in chosen:
+                results["moments"] = study.second_moment_regime(**common)
+                plt.close(plots.second_moment_regime(results["moments"], path=out / "second_moment.png"))
+        write_json(out / "regimes.json", results)
+        partial.finish()
+        return results
+
+
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.maxent_regimes` in a checkout; installed: `entropy-jax-maxent-regimes`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
+        res = main(cfg)
     print(markdown(res))
     print(f"wrote {cfg.out}/regimes.json and figures")
+
+
+if __name__ == "__main__":
+    cli()

@@ -12,7 +12,8 @@ Expected result (n = 60, z_k = k, α0 = 0.3, ε = 1.1): every risk within 0.003 
 Table 1 except shrunk MaxEnt at M = 3 (0.130 vs 0.140, where the ξ-curve is flat and the
 published ξ_opt = 0.50 is not reproduced; we find ≈ 0.38); baseline 0.212 (exact 0.2116).
 
-Writes DIR/table1.json, DIR/table1.md, DIR/risk_vs_M.png and DIR/xi_curves.png.
+Writes DIR/table1.json, DIR/table1.md, DIR/risk_vs_M.png and DIR/xi_curves.png. Every flag is
+checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from pathlib import Path
 import jax
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import _validate as check
+from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
-from launch._common import Partial, data_mesh, write_json
+from entropy_jax.estimators.report import table1_markdown as markdown
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,115 +39,85 @@ class Config:
     samples: int = 100
     """Multinomial samples per prior draw."""
     seed: int = 0
-    out: Path = Path("results/maxent")
+    out: Path = configs.runtime(Path("results/maxent"))
     ms: tuple[int, ...] = study.TABLE1_MS
     """Sample lengths M, one row each."""
     n: int = 60
     alpha0: float = 0.3
     eps: float = 1.1
-    resume: bool = True
+    resume: bool = configs.runtime(True)
     """Reuse rows of an interrupted run with the same settings."""
-    progress: bool = True
-
-
-def _fmt(v, se=None, digits=3):
-    if v is None:
-        return "—"
-    s = f"{v:.{digits}f}"
-    return s if se is None else f"{s} ± {se:.{digits}f}"
-
-
-def markdown(table: dict, *, published: dict | None = study.PUBLISHED_TABLE1) -> str:
-    """Table 1 as Markdown: our values ± s.e., then the difference to the published values."""
-    s = table["settings"]
-    lines = [
-        f"n = {s['n']}, z_k = k, prior ½Dir(a) + ½Dir(reversed a), a_k = {s['alpha0']} + {s['eps']}(k−1); "
-        f"{s['n_priors']} prior draws × {s['n_samples']} samples per M, seed {s['seed']}.",
-        "",
-        f"Uniform baseline ⟨K[q, 1/n]⟩: {table['baseline']:.4f} ± {table['baseline_se']:.4f} "
-        f"(Monte Carlo), {table['baseline_exact']:.4f} (closed form).",
-        "",
-        "| M | Bayes (mixture) | Bayes (single) | ML b_opt | b_opt | ML b=1 | MaxEnt | shrunk MaxEnt | ξ_opt | MaxEnt excluded |",
-        "|---:|---|---|---|---:|---|---|---|---:|---:|",
-    ]
-    for r in table["rows"]:
-        lines.append(
-            f"| {r['M']} | {_fmt(r['bayes_mixture'], r['bayes_mixture_se'])} "
-            f"| {_fmt(r['bayes_single'], r['bayes_single_se'])} | {_fmt(r['ml_bopt'], r['ml_bopt_se'])} "
-            f"| {_fmt(r['b_opt'], digits=2)} | {_fmt(r['ml_b1'], r['ml_b1_se'])} "
-            f"| {_fmt(r['maxent1'], r['maxent1_se'])} | {_fmt(r['maxent1_shrunk'], r['maxent1_shrunk_se'])} "
-            f"| {_fmt(r['xi_opt'], digits=2)} | {r['maxent_excluded']} |"
-        )
-    if published is not None:
-        cols = published["columns"]
-        lines += [
-            "",
-            "Difference to the published Table 1 (ours − paper):",
-            "",
-            "| M | " + " | ".join(cols) + " |",
-            "|---:|" + "---:|" * len(cols),
-        ]
-        for r in table["rows"]:
-            pub = published["rows"].get(r["M"])
-            if pub is None:
-                continue
-            cells = [
-                "—" if p is None or r.get(c) is None else f"{r[c] - p:+.3f}" for c, p in zip(cols, pub)
-            ]
-            lines.append(f"| {r['M']} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Entries are Monte-Carlo means ± one standard error (from the per-prior averages). "
-        "MaxEnt excludes degenerate samples (all counts on z_1 or on z_n, where β = ±∞ and the "
-        "KL is infinite); the last column counts them. MaxEnt is not reported at M = 1, as in the paper.",
-    ]
-    return "\n".join(lines) + "\n"
+    progress: bool = configs.runtime(True)
 
 
 def run_settings(config: Config) -> dict:
     """The settings that determine the numbers (a saved partial run is reused only if equal)."""
-    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
+    return configs.settings(config)
+
+
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check.flag_int("priors", config.priors, lo=1)
+    check.flag_int("samples", config.samples, lo=1)
+    check.flag_int("seed", config.seed, 0, check.MAX_SEED)
+    check.flag_ints("ms", config.ms, lo=1)
+    check.flag_int("n", config.n, lo=2)
+    check.flag_float("alpha0", config.alpha0, 0.0, lo_open=True)
+    check.flag_float("eps", config.eps, 0.0)
+    check.flag_out_dir("out", config.out)
 
 
 def main(config: Config) -> dict:
-    """Computes Table 1 and writes its JSON, Markdown and figures; returns the table dict."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
-    done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
-    with jax.enable_x64(True):
-        table = study.table1(
-            n_priors=config.priors,
-            n_samples=config.samples,
-            seed=config.seed,
-            ms=config.ms,
-            n=config.n,
-            alpha0=config.alpha0,
-            eps=config.eps,
-            done=done,
-            on_row=lambda row: partial.put(row["M"], row),
-            mesh=data_mesh(),
-            progress=config.progress,
-        )
-    write_json(out / "table1.json", table)
-    (out / "table1.md").write_text(markdown(table))
-    plt = plots._plt()
-    default_prior = (config.n, config.alpha0, config.eps) == (60, 0.3, 1.1)
-    fig = plots.risk_vs_m(table, published=study.PUBLISHED_TABLE1 if default_prior else None,
-                          path=out / "risk_vs_M.png")
-    plt.close(fig)
-    curves = [
-        {"M": r["M"], "xi": table["xi_grid"], "risk": r["xi_risk"], "xi_opt": r["xi_opt"],
-         "baseline": table["baseline_exact"]}
-        for r in table["rows"] if r.get("xi_risk") is not None
-    ]
-    plt.close(plots.xi_curves(curves, path=out / "xi_curves.png"))
-    partial.finish()
-    return table
+    """Computes Table 1 and writes its JSON, Markdown and figures; returns the table dict.
+
+    Flags are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    out = Path(config.out).expanduser()
+    check.flag_resume_file(out / "table1.partial.json", config.resume)
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        partial = Partial(out / "table1.partial.json", run_settings(config), resume=config.resume)
+        done = {m: partial.get(m) for m in config.ms if partial.get(m) is not None}
+        with jax.enable_x64(True):
+            table = study.table1(
+                n_priors=config.priors,
+                n_samples=config.samples,
+                seed=config.seed,
+                ms=config.ms,
+                n=config.n,
+                alpha0=config.alpha0,
+                eps=config.eps,
+                done=done,
+                on_row=lambda row: partial.put(row["M"], row),
+                mesh=data_mesh(),
+                progress=config.progress,
+            )
+        write_json(out / "table1.json", table)
+        (out / "table1.md").write_text(markdown(table))
+        plt = plots.pyplot()
+        default_prior = (config.n, config.alpha0, config.eps) == (60, 0.3, 1.1)
+        fig = plots.risk_vs_m(table, published=study.PUBLISHED_TABLE1 if default_prior else None,
+                              path=out / "risk_vs_M.png")
+        plt.close(fig)
+        curves = [
+            {"M": r["M"], "xi": table["xi_grid"], "risk": r["xi_risk"], "xi_opt": r["xi_opt"],
+             "baseline": table["baseline_exact"]}
+            for r in table["rows"] if r.get("xi_risk") is not None
+        ]
+        plt.close(plots.xi_curves(curves, path=out / "xi_curves.png"))
+        partial.finish()
+        return table
+
+
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.maxent_table1` in a checkout; installed: `entropy-jax-maxent-table1`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
+        result = main(cfg)
+    print(markdown(result))
+    print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")
 
 
 if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    result = main(cfg)
-    print(markdown(result))
-    print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")
+    cli()

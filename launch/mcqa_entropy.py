@@ -5,214 +5,99 @@ Command:
     python -m launch.mcqa_entropy --model smollm2-135m-instruct --data demo --out results/mcqa
 
 Runtime on 2 CPU cores: about 1 minute for the 480 demo questions with SmolLM2-135M (model load 6–9 s,
-compilation ≈ 5 s, then ~8 questions/s; bench/RESULTS.md); a resumed run scores only what is missing.
+compilation ≈ 5 s, then ~8 questions/s; bench/RESULTS.md); a resumed run scores only what is missing, and a
+second run compiles less (the persistent compilation cache, `entropy_jax.runtime`: `$ENTROPY_JAX_CACHE/xla`,
+off with ENTROPY_JAX_COMPILATION_CACHE=0).
 
-Writes DIR/scores.jsonl (one line per question: id, the exact rendered prompt, pred, answer, correct,
-entropy, option_probs, max_prob, margin, label_entropy, label_mass, stratum, …), DIR/metrics.json
-(overall and per stratum: accuracy, ROC-AUC of every signal as an error detector with a 95% bootstrap
-interval, PRR, AURC, ECE of the letter confidence, n) and figures (entropy histograms correct vs wrong per
-stratum, reliability diagram, risk–coverage curves). Re-running with the same --out resumes: only the
-batches not yet in scores.jsonl are scored, and the file ends identical to an uninterrupted run's (batches
-are fixed by position). `--metrics-only` recomputes metrics and figures from scores.jsonl alone.
+The run is `entropy_jax.eval.mcqa_run.run`: it writes DIR/scores.jsonl (one line per question: id, the exact
+rendered prompt, pred, answer, correct, entropy, option_probs, max_prob, margin, label_entropy, label_mass,
+stratum, …), DIR/metrics.json (overall and per stratum: accuracy, ROC-AUC of every signal as an error detector
+with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n) and figures (entropy histograms
+correct vs wrong per stratum, reliability diagram, risk–coverage curves). Re-running with the same --out
+resumes: only the batches not yet in scores.jsonl are scored, and the file ends identical to an uninterrupted
+run's (batches are fixed by position); other settings, other questions (a --data file edited under the same
+path: rows carry content keys) or another model's files in the same --out are refused naming what changed,
+and a second process on it is refused at once (DIR/.lock). Every flag is checked before any work ("error:
+--flag: …", exit 1); a question whose prompt does not fit the model's context stops the run before scoring,
+named by id, unless --skip-long (skipped and counted). `--metrics-only` recomputes metrics and figures from
+scores.jsonl alone.
 --data: `demo` (data/mcqa_demo.jsonl), a local .jsonl/.csv, or (online, with `datasets`) mmlu, mmlu-pro,
 gpqa, arc-challenge, commonsenseqa.
+
+Prompt formats (`entropy_jax.llm.prompts`): `--prompt chat` (default: the chat template, our instruction,
+question, "A. …" lines), `--prompt plain` (the same text without a template, ending in "Answer:"), `--prompt
+mmlu` (lm-eval's MMLU text: "The following are multiple choice questions (with answers) about <subject>.",
+then "<question>\nA. …\nD. …\nAnswer:"); `--instruction TEXT` or `--instruction none`; `--fewshot FILE`
+(answered questions, MCQA schema, rendered before each question in the same format, as lm-eval does).
+lm-eval's own MMLU prompt, 5-shot from a dev file:
+
+    python -m launch.mcqa_entropy --data mmlu --prompt mmlu --instruction none --fewshot mmlu_dev.jsonl
+
+Metrics of an lm-eval run (its `--log_samples --output_path DIR`; no model is loaded): `--lm-eval-samples DIR`
+(or one samples_<task>_<date>.jsonl file; `--lm-eval-task NAME` picks one task) writes DIR2/metrics.json and
+the figures with the same code; samples from `--model entropy_jax` carry the answer-step entropy, those of
+other backends do not (the entropy signal is then dropped and named in metrics.json):
+
+    python -m launch.mcqa_entropy --lm-eval-samples results/lm_eval --out results/mcqa_lm_eval
+
+Settings (defaults in `mcqa_run.ScoreConfig`): --model smollm2-135m-instruct, --data demo, --limit None,
+--batch-size 8, --labels letters, --system None, --dtype float32, --n-boot 1000, --seed 0, --no-skip-long,
+--prompt chat, --instruction (prompts.INSTRUCTION), --fewshot None; below, where and how to run them (none of
+these changes a number).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
-import numpy as np
 import tyro
-from tqdm.auto import tqdm
 
-from entropy_jax import plots
-from entropy_jax.data import mcqa
-from entropy_jax.eval import metrics as M
-from entropy_jax.llm import scoring
-from launch import distributed
-from launch._common import append_batch, read_batches, write_json
-
-# Uncertainty signals compared with entropy (all oriented so that larger = less confident).
-SIGNALS = {
-    "entropy": lambda r: r["entropy"],
-    "1 - max_prob": lambda r: 1.0 - r["max_prob"],
-    "-margin": lambda r: -r["margin"],
-    "label_entropy": lambda r: r["label_entropy"],
-}
+from entropy_jax import _validate as check
+from entropy_jax import configs, runtime
+from entropy_jax.eval import mcqa_run
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    model: str = "smollm2-135m-instruct"
-    """Alias, Hugging Face directory, .gguf file or hub id (entropy_jax.llm.load)."""
-    data: str = "demo"
-    """demo, a .jsonl/.csv path, or a benchmark name (online)."""
-    out: Path = Path("results/mcqa")
-    limit: int | None = None
-    """Score only the first N questions."""
-    batch_size: int = 8
-    labels: str = "letters"
-    """Option labels: letters (A, B, …) or numbers (1, 2, …; the paper's choice)."""
-    system: str | None = None
-    """Optional system message for the chat template."""
-    dtype: str = "float32"
-    n_boot: int = 1000
-    """Bootstrap resamples for the 95% intervals."""
-    seed: int = 0
-    metrics_only: bool = False
+class Config(mcqa_run.ScoreConfig):
+    out: Path = configs.runtime(Path("results/mcqa"))
+    metrics_only: bool = configs.runtime(False)
     """Recompute metrics and figures from DIR/scores.jsonl without loading the model."""
-    progress: bool = True
-    data_axis: int = 1
+    progress: bool = configs.runtime(True)
+    data_axis: int = configs.runtime(1)
     """Mesh axes (data / fsdp / tensor; one may be -1); all 1 = one device."""
-    fsdp: int = 1
-    tensor: int = 1
-
-
-def run_settings(config: Config) -> dict:
-    """What must match for a resumed run to continue the same scores."""
-    return {k: getattr(config, k) for k in ("model", "data", "limit", "batch_size", "labels", "system", "dtype")}
-
-
-def _row(q: mcqa.Question, s: scoring.Scored, batch: int, labels: tuple[str, ...], batch_rows: int) -> dict:
-    return {
-        "id": q.id, "batch": batch, "batch_rows": batch_rows, "prompt": s.prompt,
-        "pred": labels[s.pred], "pred_index": s.pred, "answer": labels[q.answer], "answer_index": q.answer,
-        "correct": s.pred == q.answer, "entropy": s.entropy, "option_probs": list(s.option_probs),
-        "max_prob": s.max_prob, "margin": s.margin, "label_entropy": s.label_entropy, "label_mass": s.label_mass,
-        "stratum": q.stratum, "subject": q.subject, "n_prompt_tokens": s.n_prompt_tokens,
-    }
-
-
-def score(config: Config, questions: list[mcqa.Question]) -> dict:
-    """Score every question not yet in DIR/scores.jsonl; returns timing and model facts."""
-    import entropy_jax.llm as llm
-
-    out = Path(config.out)
-    path = out / "scores.jsonl"
-    done = read_batches(path)
-    # rewrite what is kept, so the file is exactly the complete batches before we append
-    path.write_text("".join(json.dumps(r) + "\n" for r in done))
-    have = {r["batch"] for r in done}
-    n_batches = -(-len(questions) // config.batch_size)
-    todo = [b for b in range(n_batches) if b not in have]
-    info = {"scored_now": 0, "seconds": 0.0, "model_load_s": None}
-    if not todo:
-        return info
-    distributed.initialize(None)
-    mesh = distributed.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
-    lm = llm.load(config.model, dtype=config.dtype, mesh=mesh)
-    info.update(model_load_s=lm.load_seconds, vocab_size=lm.config.vocab_size, family=lm.config.family,
-                entropy_settings=scoring.entropy_settings(lm))
-    t0 = time.perf_counter()
-    with path.open("a") as f, tqdm(total=len(todo) * config.batch_size, disable=not config.progress,
-                                   desc="scoring", unit="q") as bar:
-        for b in todo:
-            chunk = questions[b * config.batch_size: (b + 1) * config.batch_size]
-            (_, scores), = scoring.score_questions(lm, chunk, batch_size=config.batch_size, style=config.labels,
-                                                   system=config.system)
-            append_batch(f, [_row(q, s, b, scoring.option_labels(len(q.options), config.labels), len(chunk))
-                             for q, s in zip(chunk, scores)])
-            info["scored_now"] += len(chunk)
-            bar.update(len(chunk))
-    info["seconds"] = time.perf_counter() - t0
-    info["questions_per_s"] = info["scored_now"] / max(info["seconds"], 1e-9)
-    return info
-
-
-def compute_metrics(rows: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Overall and per-stratum metrics from score rows (the content of scores.jsonl)."""
-
-    def block(rs):
-        correct = np.array([r["correct"] for r in rs], bool)
-        signals = {name: np.array([fn(r) for r in rs], float) for name, fn in SIGNALS.items()}
-        conf = np.array([r["max_prob"] for r in rs], float)
-        return {
-            "n": len(rs),
-            "accuracy": float(correct.mean()) if len(rs) else float("nan"),
-            "mean_entropy": float(signals["entropy"].mean()) if len(rs) else float("nan"),
-            "mean_label_mass": float(np.mean([r["label_mass"] for r in rs])) if len(rs) else float("nan"),
-            "error_detection": M.error_detection_report(signals, correct, n_boot=n_boot, seed=seed),
-            "ece_15": float(M.ece(conf, correct, n_bins=15)) if len(rs) else float("nan"),
-            "reliability": M.reliability(conf, correct, n_bins=15),
-        }
-
-    strata = sorted({r["stratum"] for r in rows if r.get("stratum")})
-    return {
-        "overall": block(rows),
-        "by_stratum": {s: block([r for r in rows if r.get("stratum") == s]) for s in strata},
-        "signals": {name: "larger = less confident" for name in SIGNALS},
-        "confidence_for_ece": "max_prob: the renormalised letter probability of the predicted option",
-    }
-
-
-def figures(rows: list[dict], result: dict, out: Path, title: str) -> None:
-    """Writes the three PNGs (and closes them: a long session of runs must not pile up open figures)."""
-    import matplotlib.pyplot as plt
-
-    groups = {"all": rows} | {s: [r for r in rows if r.get("stratum") == s] for s in result["by_stratum"]}
-    plt.close(plots.entropy_histograms(
-        {k: (np.array([r["entropy"] for r in v]), np.array([r["correct"] for r in v])) for k, v in groups.items() if v},
-        title=title, path=out / "entropy_hist.png"))
-    plt.close(plots.reliability_diagram(
-        {"all": result["overall"]["reliability"]} | {s: b["reliability"] for s, b in result["by_stratum"].items()},
-        title=title, path=out / "reliability.png"))
-    correct = np.array([r["correct"] for r in rows], bool)
-    curves = {}
-    for name, fn in SIGNALS.items():
-        coverage, risk = M.risk_coverage(np.array([fn(r) for r in rows], float), correct)
-        curves[name] = (coverage, risk)
-    plt.close(plots.risk_coverage_curves(curves, title=title, path=out / "risk_coverage.png"))
-
-
-def markdown(result: dict) -> str:
-    """Per-stratum table: n, accuracy, ROC-AUC [95% CI] of each signal, ECE."""
-    names = list(SIGNALS)
-    head = "| subset | n | accuracy | " + " | ".join(f"ROC-AUC {n}" for n in names) + " | AURC (entropy) | ECE |"
-    lines = [head, "|" + "---|" * (len(names) + 5)]
-    blocks = {"all": result["overall"]} | result["by_stratum"]
-    for name, b in blocks.items():
-        cells = []
-        for s in names:
-            d = b["error_detection"][s]
-            lo, hi = d["roc_auc_ci"]
-            cells.append(f"{d['roc_auc']:.3f} [{lo:.2f}, {hi:.2f}]")
-        lines.append(f"| {name} | {b['n']} | {b['accuracy']:.3f} | " + " | ".join(cells)
-                     + f" | {b['error_detection']['entropy']['aurc']:.3f} | {b['ece_15']:.3f} |")
-    return "\n".join(lines) + "\n"
+    fsdp: int = configs.runtime(1)
+    tensor: int = configs.runtime(1)
+    lm_eval_samples: Path | None = configs.runtime(None)
+    """Metrics of an lm-eval run instead: its --log_samples output (a directory or one samples_*.jsonl file)."""
+    lm_eval_task: str | None = configs.runtime(None)
+    """With --lm-eval-samples: read only this task's samples."""
 
 
 def main(config: Config) -> dict:
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings_path = out / "settings.json"
-    settings = run_settings(config)
-    old = json.loads(settings_path.read_text()) if settings_path.exists() else None
-    if old is not None and old != json.loads(json.dumps(settings)) and (out / "scores.jsonl").exists():
-        raise ValueError(f"{out} holds scores made with other settings ({old}); use another --out or delete it")
-    write_json(settings_path, settings)
-    questions = mcqa.load(config.data, limit=config.limit)
-    info = {"scored_now": 0}
-    if not config.metrics_only:
-        info = score(config, questions)
-    rows = read_batches(out / "scores.jsonl")
-    if config.metrics_only and not rows:
-        raise FileNotFoundError(f"--metrics-only: no scores in {out / 'scores.jsonl'}")
-    result = compute_metrics(rows, n_boot=config.n_boot, seed=config.seed)
-    result.update(settings=settings, run=info, n_questions=len(questions), n_scored=len(rows))
-    if "entropy_settings" not in info:
-        prev = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-        info["entropy_settings"] = prev.get("run", {}).get("entropy_settings", dict(scoring.ENTROPY_SETTINGS))
-    result["entropy_settings"] = info["entropy_settings"]
-    write_json(out / "metrics.json", result)
-    figures(rows, result, out, f"{config.model} on {config.data} (n={len(rows)})")
+    config.check()
+    check.flag_mesh(data_axis=config.data_axis, fsdp=config.fsdp, tensor=config.tensor)
+    runtime.initialize()
+    if config.lm_eval_samples is not None:
+        result = mcqa_run.lm_eval_metrics(config.lm_eval_samples, config.out, task=config.lm_eval_task,
+                                          n_boot=config.n_boot, seed=config.seed)
+        if config.progress:
+            print(mcqa_run.markdown(result))
+        return result
+    mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
+    result = mcqa_run.run(config, config.out, mesh=mesh, metrics_only=config.metrics_only, progress=config.progress)
     if config.progress:
-        print(markdown(result))
+        print(mcqa_run.markdown(result))
     return result
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.mcqa_entropy` in a checkout; installed: `entropy-jax-mcqa-entropy`)."""
+    runtime.configure()
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

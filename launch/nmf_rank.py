@@ -14,22 +14,27 @@ smooths every image (S_i ≤ Ŝ_i for 100% of faces); basis entropy falls with R
 
 Data: --data lfw | digits | bars | swimmer | folder:PATH (e.g. folder:~/UTKFace; --size sets the
 resize). Writes DIR/rank_scan.json and DIR/rank_curves.png; an interrupted scan resumes from
-DIR/rank_scan.partial.json.
+DIR/rank_scan.partial.json. Every flag and the data are checked before DIR is created; a bad
+one stops the run with "--flag: what is wrong (got X)".
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
 import tyro
 
-from entropy_jax import data as data_lib
-from entropy_jax import plots
+from entropy_jax import _validate as check
+from entropy_jax import configs, plots, runtime
 from entropy_jax.nmf import study
-from launch._common import Partial, data_mesh, write_json
+from entropy_jax.nmf.inputs import check_common, load_checked
+from entropy_jax.nmf.report import rank_scan_markdown as markdown
+from entropy_jax.runtime import data_mesh
+from entropy_jax.stores import Partial, RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,75 +49,69 @@ class Config:
     tau: float = 0.01
     """Tolerated fraction of predictability violations for R_c(τ)."""
     n_iter: int = 500
-    loss: str = "kl"
+    loss: Literal["kl", "frobenius"] = "kl"
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     """Resize for folder data."""
-    out: Path = Path("results/nmf")
-    resume: bool = True
-    progress: bool = True
+    out: Path = configs.runtime(Path("results/nmf"))
+    resume: bool = configs.runtime(True)
+    progress: bool = configs.runtime(True)
 
 
-def load_data(name: str, size: tuple[int, int] = (50, 50)) -> data_lib.ImageSet:
-    return data_lib.load(name, size=tuple(size)) if name.startswith("folder:") else data_lib.load(name)
+def check_config(config: Config) -> list[int]:
+    """Every flag, before any work; returns the parsed ranks. Raises `ConfigError`."""
+    check_common(config, seeds_min=2)  # stability and consensus compare seeds
+    check.flag_float("tau", config.tau, 0.0, 1.0)
+    return check.flag_parse("ranks", study.parse_ranks, config.ranks)
 
 
 def run_settings(config: Config) -> dict:
-    return dataclasses.asdict(config) | {"out": None, "progress": None, "resume": None}
-
-
-def markdown(result: dict) -> str:
-    s = result["settings"]
-    rc = result["effective_rank"]
-    lines = [
-        f"Data `{result['data']}` ({result['shape'][0]}×{result['shape'][1]} pixels, {result['n_images']} images), "
-        f"{s['seeds']} seeds × {s['n_iter']} {s['loss']} iterations per rank, noise ξ = {s['noise']:g}.",
-        "",
-        f"Effective rank R_c(τ = {s['tau']:g}): {rc['weighted']} (p(π, i)-weighted violations), "
-        f"{rc['unweighted']} (unweighted).",
-        "",
-        "| R | violations (weighted) | explained variance | cophenetic | dispersion | seed distance | S_i ≤ Ŝ_i | H(π|b) | Hoyer |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["per_rank"]:
-        lines.append(
-            f"| {r['rank']} | {r['v_weighted']['mean']:.4f} | {r['explained_variance']['mean']:.3f} "
-            f"| {r['cophenetic']:.3f} | {r['dispersion']:.3f} | {r['stability']['mean']:.3f} "
-            f"| {100 * r['smoothing']['mean']:.0f}% | {r['basis_entropy']['mean']:.2f} | {r['hoyer']['mean']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+    """The settings that determine the numbers (a saved partial run is reused only if equal)."""
+    return configs.settings(config)
 
 
 def main(config: Config) -> dict:
-    """Runs the scan; writes DIR/rank_scan.json and DIR/rank_curves.png; returns the result."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    images = load_data(config.data, config.size)
-    partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
-    result = study.rank_scan(
-        images.P.astype(np.float32),
-        study.parse_ranks(config.ranks),
-        key=jax.random.key(config.seed),
-        seeds=config.seeds,
-        n_iter=config.n_iter,
-        loss=config.loss,
-        noise=config.noise,
-        tau=config.tau,
-        mesh=data_mesh(),
-        progress=config.progress,
-        done={int(k): v for k, v in partial.rows.items()},
-        on_rank=partial.put,
-    )
-    result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
-    write_json(out / "rank_scan.json", result)
-    plt = plots._plt()
-    plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
-    partial.finish()
-    return result
+    """Runs the scan; writes DIR/rank_scan.json and DIR/rank_curves.png; returns the result.
+
+    Flags and data are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    ranks = check_config(config)
+    images = load_checked(config, max(ranks), "ranks", config.ranks)
+    out = Path(config.out).expanduser()
+    check.flag_resume_file(out / "rank_scan.partial.json", config.resume)
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        partial = Partial(out / "rank_scan.partial.json", run_settings(config), resume=config.resume)
+        result = study.rank_scan(
+            images.P.astype(np.float32),
+            ranks,
+            key=jax.random.key(config.seed),
+            seeds=config.seeds,
+            n_iter=config.n_iter,
+            loss=config.loss,
+            noise=config.noise,
+            tau=config.tau,
+            mesh=data_mesh(),
+            progress=config.progress,
+            done={int(k): v for k, v in partial.rows.items()},
+            on_rank=partial.put,
+        )
+        result |= {"data": images.name, "shape": list(images.shape), "n_images": images.n_images}
+        write_json(out / "rank_scan.json", result)
+        plt = plots.pyplot()
+        plt.close(plots.nmf_rank_curves(result, title=images.name, path=out / "rank_curves.png"))
+        partial.finish()
+        return result
+
+
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.nmf_rank` in a checkout; installed: `entropy-jax-nmf-rank`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
+        res = main(cfg)
+    print(markdown(res))
+    print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
 
 
 if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    res = main(cfg)
-    print(markdown(res))
-    print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
+    cli()

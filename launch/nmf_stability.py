@@ -12,22 +12,26 @@ Also: matched distance between clean and noisy fits of the whole set against ξ
 reconstruction (entropy_scatter.png). Expected on LFW at R = 16: most pairs show the same facial
 region; every face is smoothed (S_i ≤ Ŝ_i).
 
-Writes DIR/stability.json, DIR/stability_arrays.npz and the three figures.
+Writes DIR/stability.json, DIR/stability_arrays.npz and the three figures. Every flag and the
+data are checked before DIR is created ("--flag: what is wrong (got X)").
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
 import tyro
 
-from entropy_jax import plots
+from entropy_jax import _validate as check
+from entropy_jax import plots, runtime
 from entropy_jax.nmf import study
-from launch._common import write_json
-from launch.nmf_rank import load_data
+from entropy_jax.nmf.inputs import check_common, load_checked
+from entropy_jax.nmf.report import stability_markdown as markdown
+from entropy_jax.stores import RunLock, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,59 +44,65 @@ class Config:
     seeds: int = 4
     """Seeds for the noise-level curve."""
     n_iter: int = 500
-    loss: str = "kl"
+    loss: Literal["kl", "frobenius"] = "kl"
     seed: int = 0
     size: tuple[int, int] = (50, 50)
     out: Path = Path("results/nmf")
 
 
-def markdown(result: dict) -> str:
-    h = result["halves"]["matched_distance"]
-    c = result["noise_curve"]
-    sm = result["smoothing"]
-    curve = ", ".join(f"ξ = {x:g}: {m:.3f}" for x, m in zip(c["levels"], c["mean"]))
-    return (
-        f"Rank {result['rank']}: clean half ({result['halves']['sizes'][0]} images) vs half with noise "
-        f"ξ = {result['noise']:g} ({result['halves']['sizes'][1]} images), another seed. Matched cosine "
-        f"distance: mean {h['mean']:.3f}, median {h['median']:.3f}, max {h['max']:.3f}.\n\n"
-        f"Clean vs noisy fits of all images (mean over {result['settings']['seeds']} seeds): {curve}.\n\n"
-        f"Entropy: {100 * sm['fraction_S_le_S_hat']:.0f}% of images have S_i ≤ Ŝ_i "
-        f"(mean S = {sm['mean_S']:.3f}, mean Ŝ = {sm['mean_S_hat']:.3f} nats).\n"
-    )
+def check_config(config: Config) -> None:
+    """Every flag, before any work. Raises `ConfigError` naming the flag."""
+    check_common(config, seeds_min=1)
+    check.flag_int("rank", config.rank, lo=1)
 
 
 def main(config: Config) -> dict:
-    """Runs the stability study; writes JSON, arrays and figures; returns the JSON dict."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    images = load_data(config.data, config.size)
-    result = study.stability_study(
-        images.P.astype(np.float32),
-        config.rank,
-        key=jax.random.key(config.seed),
-        noise=config.noise,
-        seeds=config.seeds,
-        n_iter=config.n_iter,
-        loss=config.loss,
-    )
-    arrays = result.pop("arrays")
-    result |= {"data": images.name, "shape": list(images.shape)}
-    write_json(out / "stability.json", result)
-    np.savez_compressed(out / "stability_arrays.npz", **arrays)
-    plt = plots._plt()
-    title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
-             f"{config.noise:g} (another seed); sorted by cosine distance d")
-    plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
-                                title=title, path=out / "matched_pairs.png"))
-    plt.close(plots.entropy_scatter(arrays["S"], arrays["S_hat"], title=f"{images.name}, R = {config.rank}",
-                                    path=out / "entropy_scatter.png"))
-    plt.close(plots.noise_curve(result["noise_curve"], title=f"{images.name}, R = {config.rank}",
-                                path=out / "noise_curve.png"))
-    return result
+    """Runs the stability study; writes JSON, arrays and figures; returns the JSON dict.
+
+    Flags and data are checked first (`ConfigError` naming the flag); DIR is created only after.
+    """
+    check_config(config)
+    images = load_checked(config, config.rank, "rank", config.rank)
+    half = min(images.P.shape[0], images.n_images // 2)  # each half is fitted on its own
+    if config.rank > half:
+        raise check.flag_error("rank", f"exceeds min(pixels, images in a half) = {half} of {images.name}",
+                               config.rank)
+    out = Path(config.out).expanduser()
+    with RunLock(out):  # one process at a time in DIR (DIR/.lock); creates DIR
+        result = study.stability_study(
+            images.P.astype(np.float32),
+            config.rank,
+            key=jax.random.key(config.seed),
+            noise=config.noise,
+            seeds=config.seeds,
+            n_iter=config.n_iter,
+            loss=config.loss,
+        )
+        arrays = result.pop("arrays")
+        result |= {"data": images.name, "shape": list(images.shape)}
+        write_json(out / "stability.json", result)
+        np.savez_compressed(out / "stability_arrays.npz", **arrays)
+        plt = plots.pyplot()
+        title = (f"{images.name}, R = {config.rank}: left clean half, right half with noise ξ = "
+                 f"{config.noise:g} (another seed); sorted by cosine distance d")
+        plt.close(plots.basis_pairs(arrays["basis_a"], arrays["basis_b"], arrays["distances"], images.shape,
+                                    title=title, path=out / "matched_pairs.png"))
+        plt.close(plots.entropy_scatter(arrays["S"], arrays["S_hat"], title=f"{images.name}, R = {config.rank}",
+                                        path=out / "entropy_scatter.png"))
+        plt.close(plots.noise_curve(result["noise_curve"], title=f"{images.name}, R = {config.rank}",
+                                    path=out / "noise_curve.png"))
+        return result
+
+
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.nmf_stability` in a checkout; installed: `entropy-jax-nmf-stability`)."""
+    runtime.configure()
+    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
+        res = main(cfg)
+    print(markdown(res))
+    print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
 
 
 if __name__ == "__main__":
-    cfg = tyro.cli(Config, description=__doc__.split("\n\n")[0])
-    res = main(cfg)
-    print(markdown(res))
-    print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
+    cli()

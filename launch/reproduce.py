@@ -3,6 +3,7 @@
 Commands:
 
     python -m launch.reproduce --quick --out results/   # `make demo`: minutes on 2 CPU cores
+    python -m launch.reproduce --smoke --out results-smoke/   # `make demo-smoke` (CI): every section, toy sizes
     python -m launch.reproduce --out results/           # the paper-size settings
 
 Runtime on 2 CPU cores: --quick about 17 minutes (Chapter 1: Table 1 at the paper's 10² × 10²,
@@ -11,8 +12,12 @@ per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by Smo
 Chapter 4: six full fine-tuning runs of SmolLM2 on 12 demo questions, 2 epochs each, ~9 min; Chapter 5:
 thinkers none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, ~3.5 min);
 without --quick, hours on 2 CPU cores (Chapters 4 and 5 at full size are meant for a GPU). Each chapter is
-a function below that runs its launch/ entry points into OUT/<chapter>/ and returns its Markdown section; later chapters add
-theirs to SECTIONS. Figures are PNGs next to the report, so REPORT.md renders on GitHub.
+a function below that builds its configs, runs them into OUT/<chapter>/ (Chapters 3–5 through the library:
+`eval.mcqa_run`, `eval.strata`, `train.pipeline`, `thinking.matrix`; Chapters 1–2 and the LLM core through
+their launchers' `main`) and returns its Markdown section, whose "reproduce with" commands are generated from
+the configs that ran (`entropy_jax.configs.cli`); later chapters add theirs to SECTIONS. Figures are PNGs next
+to the report, so REPORT.md renders on GitHub. Compiled programs are cached across runs
+(`entropy_jax.runtime`: `$ENTROPY_JAX_CACHE/xla`, off with ENTROPY_JAX_COMPILATION_CACHE=0).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import dataclasses
 import datetime
 import math
 import platform
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,27 +35,22 @@ import jax
 import tyro
 
 import entropy_jax
-from entropy_jax import plots
+from entropy_jax import configs, plots, runtime
 from entropy_jax.estimators import study
-from entropy_jax.train import POLICIES
-from launch import (
-    annotate_strata,
-    finetune,
-    frontier,
-    generate,
-    maxent_regimes,
-    maxent_table1,
-    mcqa_entropy,
-    nmf_rank,
-    nmf_stability,
-    thinker_answerer,
-)
+from entropy_jax.eval import mcqa_run, strata
+from entropy_jax.thinking import matrix
+from entropy_jax.train import POLICIES, frontier, pipeline
+from entropy_jax.train.trainer import TrainConfig
+
+from . import generate, maxent_regimes, maxent_table1, nmf_rank, nmf_stability
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     quick: bool = False
     """Reduced sizes that finish in minutes on 2 CPU cores (Table 1 stays at the paper's size)."""
+    smoke: bool = False
+    """Toy sizes for every section (a few minutes in all: CI's demo smoke); the numbers mean nothing."""
     out: Path = Path("results")
     seed: int = 0
     progress: bool = True
@@ -59,15 +60,23 @@ class Config:
     """Chapter 5: further model sources, each added as a thinker and as an answerer (e.g. a local Qwen3)."""
 
 
+def size(config: Config) -> str:
+    """"smoke", "quick" or "full": the sizes a section runs at (--smoke wins over --quick)."""
+    return "smoke" if config.smoke else "quick" if config.quick else "full"
+
+
 def chapter1(config: Config) -> str:
     """Chapter 1: Table 1 and the three regimes around it."""
     out = config.out / "maxent"
     t0 = time.perf_counter()
-    table = maxent_table1.main(
-        maxent_table1.Config(priors=100, samples=100, seed=config.seed, out=out, progress=config.progress)
-    )
+    n = 20 if config.smoke else 100
+    table_cfg = maxent_table1.Config(priors=n, samples=n, seed=config.seed, out=out, progress=config.progress)
+    table = maxent_table1.main(table_cfg)
     t_table = time.perf_counter() - t0
-    if config.quick:
+    if config.smoke:
+        regimes_cfg = maxent_regimes.Config(priors=10, samples=10, seed=config.seed, out=out, progress=config.progress,
+                                            ms=(3, 15), alphas=(1.0, 100.0))
+    elif config.quick:
         regimes_cfg = maxent_regimes.Config(
             priors=60, samples=50, seed=config.seed, out=out, progress=config.progress,
             alphas=(0.1, 1.0, 10.0, 100.0),
@@ -93,10 +102,10 @@ def chapter1(config: Config) -> str:
         "",
         "Forward-KL Bayes risk ⟨K[q, q̂]⟩ (nats) of categorical estimators, by Monte Carlo over prior "
         "draws × multinomial samples (`entropy_jax.estimators.risk_profile`, float64, one XLA "
-        "program for all M). Reproduce with `python -m launch.maxent_table1 --priors 100 --samples 100 "
-        "--seed 0 --out results/maxent` and `python -m launch.maxent_regimes --out results/maxent`.",
+        f"program for all M). Reproduce with `{_cli('launch.maxent_table1', table_cfg)}` and "
+        f"`{_cli('launch.maxent_regimes', regimes_cfg)}`.",
         "",
-        f"### Table 1 (paper size, {t_table:.0f} s)",
+        f"### Table 1 ({'toy size' if config.smoke else 'paper size'}, {t_table:.0f} s)",
         "",
         f"Largest difference to the published risks: {worst:.3f} nats (acceptance: 0.015).",
         "",
@@ -126,26 +135,34 @@ def chapter1(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _cli(module: str, config, out: Path | None = None) -> str:
+    """The command line that runs `config` (and writes to `out`), for the report."""
+    line = configs.cli(module, config)
+    return line if out is None else f"{line} --out {shlex.quote(str(out))}"
+
+
 def chapter2(config: Config) -> str:
     """Chapter 2: the NMF rank scan on the LFW faces, R(ξ, τ) on noisy faces, and stability."""
     out = config.out / "nmf"
-    if config.quick:
+    if config.smoke:
+        scan_kw = dict(ranks="2:8:3", seeds=2, n_iter=50)
+    elif config.quick:
         scan_kw = dict(ranks="2:32:2", seeds=4, n_iter=300)
     else:
         scan_kw = dict(ranks="2:40", seeds=10, n_iter=500)
     t0 = time.perf_counter()
-    scan = nmf_rank.main(nmf_rank.Config(data="lfw", out=out, seed=config.seed, progress=config.progress, **scan_kw))
+    scan_cfg = nmf_rank.Config(data="lfw", out=out, seed=config.seed, progress=config.progress, **scan_kw)
+    scan = nmf_rank.main(scan_cfg)
     noisy = None
-    if not config.quick:
+    if size(config) == "full":
         noisy = nmf_rank.main(nmf_rank.Config(data="lfw", noise=0.25, out=out / "noisy", seed=config.seed,
                                               progress=config.progress, **scan_kw))
     t_scan = time.perf_counter() - t0
     r_c = scan["effective_rank"]["weighted"] or 16
     t0 = time.perf_counter()
-    stab = nmf_stability.main(nmf_stability.Config(
-        data="lfw", rank=int(r_c), noise=0.25, seeds=2 if config.quick else 4,
-        n_iter=scan_kw["n_iter"], seed=config.seed, out=out,
-    ))
+    stab_cfg = nmf_stability.Config(data="lfw", rank=int(r_c), noise=0.25, seeds=2 if size(config) != "full" else 4,
+                                    n_iter=scan_kw["n_iter"], seed=config.seed, out=out)
+    stab = nmf_stability.main(stab_cfg)
     t_stab = time.perf_counter() - t0
     lines = [
         "## Chapter 2 — NMF and the principle of the common cause",
@@ -153,9 +170,7 @@ def chapter2(config: Config) -> str:
         "NMF P ≈ BW of the 100 LFW face crops (25 × 25, the offline stand-in for UTKFace), read as "
         "p(π, i) ≈ Σ_b p(π|b) p(i|b) p(b). Multiplicative KL updates (`entropy_jax.nmf.fit`, identical "
         "to scikit-learn's iterates), all seeds of a rank in one jitted program. Reproduce with "
-        f"`python -m launch.nmf_rank --data lfw --ranks {scan_kw['ranks']} --seeds {scan_kw['seeds']} "
-        f"--n-iter {scan_kw['n_iter']} --out results/nmf` and `python -m launch.nmf_stability --data lfw "
-        f"--rank {r_c} --noise 0.25 --out results/nmf`.",
+        f"`{_cli('launch.nmf_rank', scan_cfg)}` and `{_cli('launch.nmf_stability', stab_cfg)}`.",
         "",
         f"### Rank selection ({t_scan:.0f} s)",
         "",
@@ -187,7 +202,8 @@ def llm_core(config: Config) -> str:
     """The LLM stack every later chapter uses: the embedded SmolLM2 answers, with per-token entropy."""
     out = config.out / "llm"
     prompt = "What is the capital of France? Answer in one sentence."
-    res = generate.main(generate.Config(prompt=prompt, max_new_tokens=48, out=out / "generate.json"))
+    gen_cfg = generate.Config(prompt=prompt, max_new_tokens=8 if config.smoke else 48, out=out / "generate.json")
+    res = generate.main(gen_cfg)
     import matplotlib.pyplot as plt
 
     plt.close(plots.token_entropy(res["token_strings"], res["entropy"], path=out / "token_entropy.png",
@@ -203,7 +219,7 @@ def llm_core(config: Config) -> str:
         "wheel into our Flax decoder (logits within 2e-3 of transformers' own GGUF load; greedy tokens "
         "identical — tested). Generation is one jitted `while_loop` over a KV cache; every token records "
         "the entropy of the full, untruncated temperature-1 next-token distribution and its log-probability. "
-        "Reproduce with `python -m launch.generate --prompt \"...\"`.",
+        f"Reproduce with `{_cli('launch.generate', gen_cfg)}`.",
         "",
         f"Prompt (chat template, {res['prompt_tokens']} tokens): *{prompt}*",
         "",
@@ -222,23 +238,23 @@ def llm_core(config: Config) -> str:
 
 
 # Demo sizes of Chapter 3: questions scored and judged (the demo file interleaves the two strata).
-CH3_QUICK = dict(limit=160, judge_limit=48)
-CH3_FULL = dict(limit=None, judge_limit=None)
+CH3_SIZES = {"smoke": dict(limit=16, judge_limit=8), "quick": dict(limit=160, judge_limit=48),
+             "full": dict(limit=None, judge_limit=None)}
 
 
 def chapter3(config: Config, *, sizes: dict | None = None) -> str:
     """Chapter 3: answer-step entropy of SmolLM2 on the demo MCQA set, per stratum, and a judge's strata."""
     out = config.out / "mcqa"
     t0 = time.perf_counter()
-    sizes = sizes or (CH3_QUICK if config.quick else CH3_FULL)
+    sizes = sizes or CH3_SIZES[size(config)]
     limit, judge_limit = sizes["limit"], sizes["judge_limit"]
-    res = mcqa_entropy.main(mcqa_entropy.Config(data="demo", out=out, limit=limit, n_boot=1000, seed=config.seed,
-                                                progress=config.progress))
+    score_cfg = mcqa_run.ScoreConfig(data="demo", limit=limit, n_boot=1000, seed=config.seed)
+    res = mcqa_run.run(score_cfg, out, progress=config.progress)
     t_score = time.perf_counter() - t0
     t0 = time.perf_counter()
-    judged = annotate_strata.main(annotate_strata.Config(
-        mode="probe", data="demo", limit=judge_limit, scores=out / "scores.jsonl", out=config.out / "strata",
-        seed=config.seed, progress=config.progress))
+    judge_cfg = strata.JudgeConfig(mode="probe", data="demo", limit=judge_limit, scores=out / "scores.jsonl",
+                                   seed=config.seed)
+    judged = strata.run(judge_cfg, config.out / "strata", progress=config.progress)
     t_judge = time.perf_counter() - t0
     o = res["overall"]
     ent = o["error_detection"]["entropy"]
@@ -246,14 +262,13 @@ def chapter3(config: Config, *, sizes: dict | None = None) -> str:
         "## Chapter 3 — next-token entropy as an uncertainty signal for multiple-choice QA",
         "",
         f"SmolLM2-135M-Instruct (embedded) answers {res['n_scored']} questions of the shipped demo set "
-        "(`data/mcqa_demo.jsonl`: knowledge questions from fact tables, reasoning questions generated with "
+        "(`entropy_jax/data/mcqa_demo.jsonl`: knowledge questions from fact tables, reasoning questions generated with "
         "verified answers) with the option letter only; we read the next-token distribution at the answer step: "
         "entropy over the full vocabulary at temperature 1 (nats), the letter probabilities renormalised over "
-        "A–D. Reproduce with `python -m launch.mcqa_entropy --data demo --out results/mcqa"
-        + (f" --limit {limit}" if limit else "") + "` "
+        f"A–D. Reproduce with `{_cli('launch.mcqa_entropy', score_cfg, out)}` "
         f"({t_score:.0f} s here, model load included).",
         "",
-        mcqa_entropy.markdown(res),
+        mcqa_run.markdown(res),
         f"Accuracy {o['accuracy']:.3f} against 0.25 for guessing; on average {o['mean_label_mass']:.2f} of the "
         f"probability sits on the four letters. Entropy as an error detector: ROC-AUC {ent['roc_auc']:.3f} "
         f"[{ent['roc_auc_ci'][0]:.2f}, {ent['roc_auc_ci'][1]:.2f}] overall, PRR {ent['prr']:.3f}; "
@@ -267,20 +282,22 @@ def chapter3(config: Config, *, sizes: dict | None = None) -> str:
         "",
         f"### Model-as-judge strata ({judged['n']} questions, {t_judge:.0f} s)",
         "",
-        "The same model as judge in probe mode (`python -m launch.annotate_strata --mode probe --scores "
-        "results/mcqa/scores.jsonl`): p(yes) at the "
+        "The same model as judge in probe mode "
+        f"(`{_cli('launch.annotate_strata', judge_cfg, config.out / 'strata')}`): "
+        "p(yes) at the "
         "answer step of \"needs a specific fact?\", \"needs several steps?\" and \"is this answer correct?\". "
         "(The paper's generative judge — explanation plus bracketed ratings — is `--mode generate`; SmolLM2 does "
         "not follow that format, 0% parsed in our trial.)",
         "",
-        annotate_strata.markdown(judged),
+        strata.markdown(judged),
     ]
     return "\n".join(lines)
 
 
 # Demo sizes of Chapter 4: (train questions, held-out questions, epochs). The quick size is what `make demo` runs.
-CH4_QUICK = dict(train_limit=12, eval_size=24, epochs=2, batch_size=2, seq_len=256)
-CH4_FULL = dict(train_limit=192, eval_size=96, epochs=3, batch_size=4, seq_len=512)
+CH4_SIZES = {"smoke": dict(train_limit=4, eval_size=4, epochs=1, batch_size=2, seq_len=256),
+             "quick": dict(train_limit=12, eval_size=24, epochs=2, batch_size=2, seq_len=256),
+             "full": dict(train_limit=192, eval_size=96, epochs=3, batch_size=4, seq_len=512)}
 
 
 def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: dict | None = None) -> str:
@@ -288,22 +305,24 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     import entropy_jax.llm as llm
 
     out = config.out / "finetune"
-    sizes = dict(batch_size=4, seq_len=512) | (sizes or (CH4_QUICK if config.quick else CH4_FULL))
+    sizes = dict(batch_size=4, seq_len=512) | (sizes or CH4_SIZES[size(config)])
     # one K for every policy (the step compiles once for the sweep); epoch-end checkpoints of a 135M model
     # cost more than these runs take to redo
-    common = dict(student=student, teacher="rationale", train="demo", eval="demo", lr=3e-5, seed=config.seed,
-                  progress=config.progress, min_loss_slots=sizes["seq_len"] // 2, checkpoint_epochs=False, **sizes)
+    base = pipeline.FinetuneConfig(
+        student=student, teacher="rationale", train_data="demo", eval_data="demo", train_limit=sizes["train_limit"],
+        eval_size=sizes["eval_size"],
+        train=TrainConfig(epochs=sizes["epochs"], micro_batch=sizes["batch_size"], seq_len=sizes["seq_len"], lr=3e-5,
+                          seed=config.seed, min_loss_slots=sizes["seq_len"] // 2, checkpoint_epochs=False))
     # every batch split over as many devices as divide it (on a CPU each core is a device: ~1.3× faster)
-    n = math.gcd(common["batch_size"], jax.device_count())
+    n = math.gcd(base.train.micro_batch, jax.device_count())
     mesh = None if n == 1 else llm.make_mesh(data=n, devices=jax.devices()[:n])
     t0 = time.perf_counter()
     lm = llm.load(student, mesh=mesh)  # one student for the sweep: the train step compiles once
-    summaries = []
-    for name in POLICIES:
-        cfg = finetune.Config(policy=name, out=out / name, export=name == "gated", **common)
-        summaries.append(finetune.main(cfg, student=lm))
+    # the smoke runs one answer-only and one CoT policy: every code path of the section, a third of the time
+    policies = ("sft", "gated") if config.smoke else POLICIES
+    swept = pipeline.sweep(base, out, policies=policies, export=("gated",), student=lm, progress=config.progress)
+    summaries, front = swept["runs"], swept["frontier"]
     elapsed = time.perf_counter() - t0
-    front = frontier.main(frontier.Config(sweep=out, progress=False))
     gated = next(s for s in summaries if s["settings"]["policy"] == "gated")
     b = gated["bands"]
     lines = [
@@ -320,13 +339,11 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
         f"on a random subset as large as the hard band (`random`); full fine-tuning, {sizes['epochs']} epochs, "
         f"AdamW lr 3e-5 with warmup and cosine decay, {sizes['batch_size']} packed rows of {sizes['seq_len']} "
         "tokens per step, "
-        f"{len(summaries)} runs in {elapsed:.0f} s. Reproduce one run with `python -m launch.finetune --policy "
-        f"gated --train-limit {sizes['train_limit']} --eval-size {sizes['eval_size']} --epochs {sizes['epochs']} "
-        f"--batch-size {sizes['batch_size']} --seq-len {sizes['seq_len']} --lr 3e-5 --out results/finetune/gated`, "
-        "the plot with `python -m launch.frontier --sweep "
-        "results/finetune`.",
+        f"{len(summaries)} runs in {elapsed:.0f} s. Reproduce one run with "
+        f"`{_cli('launch.finetune', base, out / 'gated')}` (`--policy sft` etc. for the others), the plot with "
+        f"`python -m launch.frontier --sweep {shlex.quote(str(out))}`.",
         "",
-        finetune.markdown(summaries),
+        pipeline.markdown(summaries),
         "Loss-bearing tokens are the supervised target tokens (the answer letter and end of turn for SFT "
         "examples, the trace for distilled ones; the paper's \"processed tokens\"), summed over epochs; tokens "
         "through the model add the prompts. The rationale teacher generates no tokens; a model teacher "
@@ -369,20 +386,20 @@ def _ch5_reading(acc: dict, model: str, t_model: dict, s: dict) -> str:
 
 
 # Demo sizes of Chapter 5: questions (the demo file alternates the strata) and the thinker's token budget.
-CH5_QUICK = dict(limit=32, max_think_tokens=160, batch_size=16)
-CH5_FULL = dict(limit=None, max_think_tokens=512, batch_size=16)
+CH5_SIZES = {"smoke": dict(limit=4, max_think_tokens=16, batch_size=4),
+             "quick": dict(limit=32, max_think_tokens=160, batch_size=16),
+             "full": dict(limit=None, max_think_tokens=512, batch_size=16)}
 
 
 def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dict | None = None,
              models: dict | None = None) -> str:
     """Chapter 5: thinkers {none, gold, shuffled, SmolLM2} × answerer SmolLM2 on the demo set."""
-    sizes = sizes or (CH5_QUICK if config.quick else CH5_FULL)
+    sizes = sizes or CH5_SIZES[size(config)]
     out = config.out / "shuffle"
     extra = [m for m in config.ch5_models if m != model]
-    cfg = thinker_answerer.Config(thinkers=",".join(["none", "gold", "shuffled", model, *extra]),
-                                  answerers=",".join([model, *extra]), data="demo", out=out, seed=config.seed,
-                                  progress=config.progress, **sizes)
-    s = thinker_answerer.main(cfg, models=models)
+    cfg = matrix.MatrixConfig(thinkers=",".join(["none", "gold", "shuffled", model, *extra]),
+                              answerers=",".join([model, *extra]), data="demo", seed=config.seed, **sizes)
+    s = matrix.run(cfg, out, models=models, progress=config.progress)
     m = s["matrix"]
     th = s["thinkers"]
     acc = dict(zip(th, (row[0] for row in m["accuracy"])))
@@ -398,15 +415,12 @@ def chapter5(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dic
         "`gold` (the demo set's worked rationale: a perfect thinker), `shuffled` (another question's "
         "rationale, by a seeded derangement: fluent, confident and about the wrong problem) and SmolLM2 "
         f"itself (greedy, step-by-step prompt, at most {sizes['max_think_tokens']} tokens; per-token "
-        "full-vocabulary entropy recorded during generation). Reproduce with `python -m launch.thinker_answerer "
-        f"--thinkers {cfg.thinkers} --answerers {cfg.answerers} --data demo"
-        + (f" --limit {sizes['limit']}" if sizes["limit"] else "")
-        + f" --max-think-tokens {sizes['max_think_tokens']}"
-        + (f" --batch-size {sizes['batch_size']}" if "batch_size" in sizes else "") + " --out results/shuffle` "
+        f"full-vocabulary entropy recorded during generation). Reproduce with "
+        f"`{_cli('launch.thinker_answerer', cfg, out)}` "
         f"({s['seconds']['total']:.0f} s here: thinking {s['seconds']['thinkers']:.0f} s, answering "
         f"{s['seconds']['answerers']:.0f} s).",
         "",
-        thinker_answerer.markdown(s),
+        matrix.markdown(s),
         "![Thinker × answerer accuracy](shuffle/matrix.png)",
         "",
         _ch5_reading(acc, model, t_model, s),
@@ -450,8 +464,7 @@ def main(config: Config) -> Path:
         "# entropy_jax — report",
         "",
         f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
-        f"`python -m launch.reproduce{' --quick' if config.quick else ''} --out {config.out}` "
-        f"in {elapsed:.0f} s.",
+        f"`{configs.cli('launch.reproduce', config)}` in {elapsed:.0f} s.",
         "",
         f"entropy_jax {entropy_jax.__version__}, jax {jax.__version__}, Python {platform.python_version()}, "
         f"{platform.machine()} with {jax.device_count()} {jax.devices()[0].platform.upper()} device(s).",
@@ -462,6 +475,12 @@ def main(config: Config) -> Path:
     return report
 
 
-if __name__ == "__main__":
-    path = main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.reproduce` in a checkout; installed: `entropy-jax-reproduce`)."""
+    runtime.configure()
+    path = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
     print(f"[reproduce] wrote {path}")
+
+
+if __name__ == "__main__":
+    cli()

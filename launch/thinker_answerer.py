@@ -2,304 +2,84 @@
 
 Command:
 
-    python -m launch.thinker_answerer --thinkers none,gold,shuffled,smollm2-135m-instruct \
+    python -m launch.thinker_answerer --thinkers none,gold,shuffled,smollm2-135m-instruct \\
         --answerers smollm2-135m-instruct --data demo --limit 48 --out results/shuffle
 
 Runtime on 2 CPU cores: about 2 minutes for this command (SmolLM2-135M writes 48 traces of at most 192
-tokens in ≈ 1.5 min; scoring the 4 × 48 answers takes seconds; bench/RESULTS.md). The dissertation's
-setting is `--thinkers qwen3-0.6b,…,qwen3-14b --answerers <the same> --data gpqa-main
---max-think-tokens 16384` on a GPU (hub ids such as Qwen/Qwen3-14B; `--data-axis`/`--fsdp`/`--tensor` for
-the mesh).
+tokens in ≈ 1.5 min; scoring the 4 × 48 answers takes seconds; bench/RESULTS.md); later runs compile less
+(the persistent compilation cache of `entropy_jax.runtime`, `$ENTROPY_JAX_CACHE/xla`;
+ENTROPY_JAX_COMPILATION_CACHE=0 turns it off). The dissertation's setting is `--thinkers qwen3-0.6b,…,qwen3-14b
+--answerers <the same> --data gpqa-main --max-think-tokens 16384` on a GPU (hub ids such as Qwen/Qwen3-14B;
+`--data-axis`/`--fsdp`/`--tensor` for the mesh).
 
-Each thinker writes its traces once (`OUT/traces/<thinker>.jsonl`: text, token ids, per-token full-
-vocabulary entropy from the generation itself, mean entropy, stop reason; greedy; Qwen3-style models in
-their thinking mode, others with the step-by-step prompt; `none`, `gold` and `shuffled` need no model).
-Each answerer then reads question + trace and gives the option label only (Chapter 3 answer-only scoring,
-answer-step entropy recorded): `OUT/pairs/<thinker>__<answerer>.jsonl`, one line per question. A trace
-longer than the answerer's context keeps its end (marked, counted in `truncated`). Outputs: OUT/matrix.json
-(accuracy and mean answer entropy per pair, row and column means, n, truncations), OUT/matrix.png (heatmap
-with row and column means), OUT/thinkers.json (trace length, entropy, stop reasons, own stated answers,
-generation tokens/s), OUT/summary.json. Re-running with the same --out resumes pair by pair (and batch by
-batch within a pair); thinkers whose traces are cached generate nothing; adding a thinker or an answerer
-runs only the new pairs.
+The run is `entropy_jax.thinking.matrix.run`. Each thinker writes its traces once (`OUT/traces/<thinker>.jsonl`:
+text, token ids, per-token full-vocabulary entropy from the generation itself, mean entropy, stop reason;
+greedy; Qwen3-style models in their thinking mode, others with the step-by-step prompt; `none`, `gold` and
+`shuffled` need no model). Each answerer then reads question + trace and gives the option label only (Chapter 3
+answer-only scoring, answer-step entropy recorded): `OUT/pairs/<thinker>__<answerer>.jsonl`, one line per
+question (file names: the name's tail + a hash of the whole string, `stores.safe_name`). A trace longer than the
+answerer's context keeps its end (marked, counted in `truncated`). Outputs: OUT/matrix.json (accuracy and mean
+answer entropy per pair, row and column means, n, truncations), OUT/matrix.png (heatmap with row and column
+means), OUT/thinkers.json (trace length, entropy, stop reasons, own stated answers, generation tokens/s),
+OUT/summary.json. Re-running with the same --out resumes pair by pair (and batch by batch within a pair);
+thinkers whose traces are cached generate nothing; adding a thinker or an answerer runs only the new pairs;
+pair rows and trace caches are keyed by content (the question, the trace read, the models' files), and a resume
+whose data or models changed is refused for the pairs made from them, naming what changed; OUT/.lock keeps a
+second process out. Every flag is checked before any work ("error: --flag: …", exit 1); a question whose prompt
+does not fit some model's context stops the run before any work, named by id, unless --skip-long.
 --data: `demo`, a .jsonl/.csv path, or (online) `gpqa-main` (448 questions, options shuffled by the
 question-id permutation, stored with each question) and the other Chapter 3 benchmarks.
+
+Settings (defaults in `matrix.MatrixConfig`): --thinkers none,gold,shuffled,smollm2-135m-instruct, --answerers
+smollm2-135m-instruct, --data demo, --limit None, --max-think-tokens 512, --think-mode auto, --trace-place auto,
+--answer-context None, --batch-size 8, --answer-batch-size 8, --labels letters, --system None, --dtype float32,
+--seed 0, --no-skip-long, --prompt chat, --instruction (prompts.INSTRUCTION), --fewshot None. The prompt flags
+set the answerers' prompt (`entropy_jax.llm.prompts`): `--prompt plain|mmlu` has no chat template, so the trace
+goes in the text before "Answer:" (the user place); `--instruction none` drops the instruction and the reminder
+after the trace; `--fewshot FILE` shows answered questions first. Thinkers keep their own prompt.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
-import numpy as np
 import tyro
-from tqdm.auto import tqdm
 
-from entropy_jax import plots
-from entropy_jax.data import mcqa
-from entropy_jax.eval import metrics as M
-from entropy_jax.llm import scoring
-from entropy_jax.thinking import answer as ans
-from entropy_jax.thinking import traces as tr
-from launch import distributed
-from launch._common import append_batch, read_batches, write_json
+from entropy_jax import _validate as check
+from entropy_jax import configs, runtime
+from entropy_jax.thinking import matrix
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    thinkers: str = "none,gold,shuffled,smollm2-135m-instruct"
-    """Comma-separated: none, gold, shuffled, shuffled:<thinker>, or model sources (entropy_jax.llm.load)."""
-    answerers: str = "smollm2-135m-instruct"
-    """Comma-separated model sources."""
-    data: str = "demo"
-    """demo, a .jsonl/.csv path, or a benchmark name (online; gpqa-main is the chapter's)."""
-    out: Path = Path("results/shuffle")
-    limit: int | None = None
-    """Use the first N questions (the demo set alternates knowledge and reasoning questions)."""
-    max_think_tokens: int = 512
-    """Generation budget of a model thinker; a trace that reaches it is marked stop=length."""
-    think_mode: str = "auto"
-    """auto (thinking span when the tokenizer has <think>, else step-by-step prompt), think or cot."""
-    trace_place: str = "auto"
-    """Where answerers read the trace: auto, think (their own thinking span) or user (the user turn)."""
-    answer_context: int | None = None
-    """Cap on the answerer's context (tokens); default its max_position_embeddings. Longer prompts keep the
-    trace's end (the truncation policy of entropy_jax.thinking.answer)."""
-    batch_size: int = 8
-    """Thinker generation batch (rows are padded to it: one compiled decode loop)."""
-    answer_batch_size: int = 8
-    labels: str = "letters"
-    system: str | None = None
-    dtype: str = "float32"
-    seed: int = 0
-    """Seed of the shuffled thinker's derangement."""
-    progress: bool = True
-    data_axis: int = 1
+class Config(matrix.MatrixConfig):
+    out: Path = configs.runtime(Path("results/shuffle"))
+    progress: bool = configs.runtime(True)
+    data_axis: int = configs.runtime(1)
     """Mesh axes (data / fsdp / tensor; one may be -1); all 1 = one device."""
-    fsdp: int = 1
-    tensor: int = 1
+    fsdp: int = configs.runtime(1)
+    tensor: int = configs.runtime(1)
 
 
-def run_settings(config: Config) -> dict:
-    """What must match for a re-run to reuse the pairs of OUT (thinker and answerer lists may change)."""
-    keys = ("data", "limit", "max_think_tokens", "think_mode", "trace_place", "answer_context", "labels", "system",
-            "dtype", "seed", "answer_batch_size")
-    return {k: getattr(config, k) for k in keys}
-
-
-def _names(s: str) -> list[str]:
-    names = [x.strip() for x in s.split(",") if x.strip()]
-    if not names:
-        raise ValueError(f"no names in {s!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{s!r} names the same model twice")
-    return names
-
-
-class Models:
-    """Loads each model source once and keeps only the last one (a sweep over 14B models must not hold all
-    of them); `given` maps sources to already loaded models (tests, notebooks, `launch.reproduce`)."""
-
-    def __init__(self, config: Config, given: dict | None = None):
-        self.config, self.given, self.current = config, dict(given or {}), None
-        self.loads: list[str] = []
-
-    def get(self, source: str):
-        if source in self.given:
-            return self.given[source]
-        if self.current is not None and self.current[0] == source:
-            return self.current[1]
-        from entropy_jax import llm
-
-        distributed.initialize(None)
-        mesh = distributed.mesh_from_flags(self.config.data_axis, self.config.fsdp, self.config.tensor)
-        self.current = None  # drop the previous model before loading the next
-        lm = llm.load(source, dtype=self.config.dtype, mesh=mesh)
-        self.current = (source, lm)
-        self.loads.append(source)
-        return lm
-
-
-def thinker_traces(name: str, questions, config: Config, models: Models, done: dict) -> tr.TraceSet:
-    """Traces of one thinker (`done` holds thinkers already made in this run, for `shuffled:<name>`)."""
-    if name == "none":
-        return tr.none(questions)
-    if name == "gold":
-        return tr.gold(questions)
-    if name == "shuffled" or name.startswith("shuffled:"):
-        base = name.split(":", 1)[1] if ":" in name else "gold"
-        src = done.get(base) or thinker_traces(base, questions, config, models, done)
-        return tr.shuffled(src, questions, seed=config.seed, name=name)
-    cache = Path(config.out) / "traces" / f"{tr.file_name(name)}.jsonl"
-    # a complete cache needs no model: check with the key of the mode the model would use
-    modes = ["think", "cot"] if config.think_mode == "auto" else [config.think_mode]
-    for mode in modes:
-        key = tr.cache_key(name, mode=mode, max_think_tokens=config.max_think_tokens, style=config.labels,
-                           system=config.system)
-        have = tr.read_cache(cache, key)
-        if all(q.id in have for q in questions):
-            return tr.TraceSet(name, {q.id: have[q.id] for q in questions}, mode, cached_questions=len(questions))
-    lm = models.get(name)
-    with tqdm(total=len(questions), disable=not config.progress, desc=f"thinker {name}", unit="q") as bar:
-        return tr.generate(lm, questions, thinker=name, cache=cache, max_think_tokens=config.max_think_tokens,
-                           batch_size=config.batch_size, style=config.labels, system=config.system,
-                           mode=config.think_mode, progress=bar.update)
-
-
-def _pair_row(q, prompt: ans.AnswerPrompt, s: scoring.Scored, trace, batch: int, batch_rows: int, style: str) -> dict:
-    labels = scoring.option_labels(len(q.options), style)
-    return {"id": q.id, "batch": batch, "batch_rows": batch_rows, "pred": labels[s.pred], "answer": labels[q.answer],
-            "correct": s.pred == q.answer, "entropy": s.entropy, "option_probs": list(s.option_probs),
-            "max_prob": s.max_prob, "label_mass": s.label_mass, "stratum": q.stratum,
-            "n_prompt_tokens": s.n_prompt_tokens, "place": prompt.place, "trace_tokens": prompt.trace_tokens,
-            "truncated": prompt.truncated, "dropped_tokens": prompt.dropped_tokens,
-            "has_trace": trace is not None and trace.text is not None,
-            "donor": None if trace is None else trace.donor, "prompt": prompt.text}
-
-
-def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: Config, models: Models) -> list[dict]:
-    """Score the batches of one pair not yet in OUT/pairs/…jsonl; returns all its rows."""
-    path = Path(config.out) / "pairs" / f"{tr.file_name(thinker)}__{tr.file_name(answerer)}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = read_batches(path)
-    path.write_text("".join(json.dumps(r) + "\n" for r in done))  # exactly the complete batches
-    have = {r["batch"] for r in done}
-    bs = config.answer_batch_size
-    todo = [b for b in range(-(-len(questions) // bs)) if b not in have]
-    if todo:
-        lm = models.get(answerer)
-        with path.open("a") as f, tqdm(total=len(todo) * bs, disable=not config.progress, unit="q",
-                                       desc=f"{thinker} → {answerer}") as bar:
-            for b in todo:
-                chunk = questions[b * bs: (b + 1) * bs]
-                got = ans.score(lm, chunk, ts.traces, context=config.answer_context, place=config.trace_place,
-                                style=config.labels, system=config.system, pad_to=bs)
-                append_batch(f, [_pair_row(q, p, s, ts.traces.get(q.id), b, len(chunk), config.labels)
-                                 for q, (p, s) in zip(chunk, got)])
-                bar.update(len(chunk))
-    return read_batches(path)
-
-
-def pair_summary(rows: list[dict]) -> dict:
-    """Accuracy, mean answer entropy (all, correct, wrong), its ROC-AUC as an error detector, truncations."""
-    correct = np.array([r["correct"] for r in rows], bool)
-    ent = np.array([r["entropy"] for r in rows], float)
-    auc = float(M.roc_auc(ent, ~correct)) if 0 < correct.sum() < len(rows) else None
-    return {"n": len(rows), "accuracy": float(correct.mean()), "mean_entropy": float(ent.mean()),
-            "mean_entropy_correct": float(ent[correct].mean()) if correct.any() else None,
-            "mean_entropy_wrong": float(ent[~correct].mean()) if (~correct).any() else None,
-            "entropy_roc_auc": auc, "truncated": int(sum(r["truncated"] for r in rows)),
-            # how collapsed the answers are: the share of the most frequent predicted label
-            "top_pred_fraction": max(np.unique([r["pred"] for r in rows], return_counts=True)[1]) / len(rows),
-            "mean_label_mass": float(np.mean([r["label_mass"] for r in rows])),
-            "by_stratum": {s: float(np.mean([r["correct"] for r in rows if r["stratum"] == s]))
-                           for s in sorted({r["stratum"] for r in rows if r.get("stratum")})}}
-
-
-def matrix(thinkers: list[str], answerers: list[str], pairs: dict) -> dict:
-    acc = np.array([[pairs[t, a]["accuracy"] for a in answerers] for t in thinkers])
-    ent = np.array([[pairs[t, a]["mean_entropy"] for a in answerers] for t in thinkers])
-    return {"thinkers": thinkers, "answerers": answerers, "accuracy": acc.tolist(),
-            "row_means": acc.mean(1).tolist(), "column_means": acc.mean(0).tolist(),
-            "answer_entropy": ent.tolist(),
-            "truncated": [[pairs[t, a]["truncated"] for a in answerers] for t in thinkers],
-            "n": [[pairs[t, a]["n"] for a in answerers] for t in thinkers],
-            "pairs": {f"{t} → {a}": pairs[t, a] for t in thinkers for a in answerers}}
-
-
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / "settings.json"
-    old = json.loads(path.read_text()) if path.exists() else None
-    if old is not None and old != json.loads(json.dumps(settings)) and any((out / "pairs").glob("*.jsonl")):
-        raise ValueError(f"{out} holds pairs made with other settings ({old}); use another --out or delete it")
-    write_json(path, settings)
-
-
-def main(config: Config, *, models: dict | None = None) -> dict:
-    """Runs (or resumes) the matrix; returns the summary (also OUT/summary.json). `models`: {source: loaded
-    LanguageModel} to use instead of loading those sources."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    thinkers, answerers = _names(config.thinkers), _names(config.answerers)
-    for name in answerers:
-        if name in tr.SOURCES or name.startswith("shuffled:"):
-            raise ValueError(f"answerer {name!r} is a trace source, not a model; answerers are model sources")
-    _check_settings(out, run_settings(config))
-    questions = mcqa.load(config.data, limit=config.limit)
-    if not questions:
-        raise ValueError(f"no questions in {config.data!r}")
-    mcqa.check_unique_ids(questions)
-    pool = Models(config, models)
-    t0 = time.perf_counter()
-    made: dict[str, tr.TraceSet] = {}
-    for name in thinkers:
-        made[name] = thinker_traces(name, questions, config, pool, made)
-    t_think = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    pairs = {}
-    for a in answerers:  # answerer-major: each answerer model is loaded once
-        for t in thinkers:
-            pairs[t, a] = pair_summary(score_pair(t, a, made[t], questions, config, pool))
-    t_answer = time.perf_counter() - t1
-    mat = matrix(thinkers, answerers, pairs)
-    write_json(out / "matrix.json", mat)
-    think_table = {n: made[n].summary(questions) for n in thinkers}
-    write_json(out / "thinkers.json", think_table)
-    import matplotlib.pyplot as plt
-
-    plt.close(plots.accuracy_matrix(np.array(mat["accuracy"]), thinkers, answerers,
-                                    title=f"thinker → answerer accuracy (%), {config.data}, n={len(questions)}",
-                                    path=out / "matrix.png"))
-    summary = {"settings": run_settings(config), "thinkers": thinkers, "answerers": answerers,
-               "n_questions": len(questions), "matrix": {k: mat[k] for k in ("accuracy", "row_means",
-                                                                                 "column_means", "answer_entropy",
-                                                                                 "truncated")},
-               "pairs": mat["pairs"], "thinker_table": think_table, "models_loaded": pool.loads,
-               "seconds": {"thinkers": t_think, "answerers": t_answer, "total": time.perf_counter() - t0},
-               "generated_tokens": sum(made[n].generated_tokens for n in thinkers),
-               "entropy_settings": dict(scoring.ENTROPY_SETTINGS, step="answer step; thinker: every generated token")}
-    write_json(out / "summary.json", summary)
+def main(config: Config) -> dict:
+    config.check()
+    check.flag_mesh(data_axis=config.data_axis, fsdp=config.fsdp, tensor=config.tensor)
+    runtime.initialize()
+    mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
+    summary = matrix.run(config, config.out, mesh=mesh, progress=config.progress)
     if config.progress:
-        print(markdown(summary))
+        print(matrix.markdown(summary))
     return summary
 
 
-def markdown(summary: dict) -> str:
-    """The accuracy matrix (with row and column means) and the per-thinker trace table."""
-    th, an, m = summary["thinkers"], summary["answerers"], summary["matrix"]
-    lines = ["| thinker ↓ / answerer → | " + " | ".join(an) + " | row mean |", "|---" * (len(an) + 2) + "|"]
-    for i, t in enumerate(th):
-        cells = [f"{100 * m['accuracy'][i][j]:.1f}" + (f" ({m['truncated'][i][j]} cut)" if m["truncated"][i][j] else "")
-                 for j in range(len(an))]
-        lines.append(f"| {t} | " + " | ".join(cells) + f" | {100 * m['row_means'][i]:.1f} |")
-    lines.append("| column mean | " + " | ".join(f"{100 * x:.1f}" for x in m["column_means"]) + " | |")
-    lines += ["", "| thinker | traces | mean tokens | mean words | mean trace entropy (nats) | stops | "
-              "own stated answer correct | generated now | tokens/s |", "|---" * 9 + "|"]
-
-    def f(x, fmt):
-        return "–" if x is None else format(x, fmt)
-
-    for t in th:
-        r = summary["thinker_table"][t]
-        own = r["own_answer"] or {}
-        stated = (f"{f(own.get('accuracy_of_stated'), '.3f')} of {own.get('stated', 0)}"
-                  if own.get("stated") else "–")
-        stops = ", ".join(f"{k} {v}" for k, v in sorted(r["stops"].items())) or "–"
-        lines.append(f"| {t} | {r['with_text']} | {f(r['mean_tokens'], '.1f')} | {f(r['mean_words'], '.1f')} | "
-                     f"{f(r['mean_entropy'], '.3f')} | {stops} | {stated} | {r['generated_tokens']} | "
-                     f"{f(r['tokens_per_s'], '.1f')} |")
-    lines += ["", "| pair | accuracy | mean answer entropy (nats) | correct / wrong | ROC-AUC of entropy | "
-              "most frequent letter's share |", "|---|---|---|---|---|---|"]
-    for i, t in enumerate(th):
-        for j, a in enumerate(an):
-            p = summary["pairs"][f"{t} → {a}"]
-            lines.append(f"| {t} → {a} | {p['accuracy']:.3f} | {p['mean_entropy']:.3f} | "
-                         f"{f(p['mean_entropy_correct'], '.3f')} / {f(p['mean_entropy_wrong'], '.3f')} | "
-                         f"{f(p['entropy_roc_auc'], '.3f')} | {p['top_pred_fraction']:.2f} |")
-    return "\n".join(lines) + "\n"
+def cli(args: list[str] | None = None) -> None:
+    """The command line (`python -m launch.thinker_answerer` in a checkout; installed:
+    `entropy-jax-thinker-answerer`)."""
+    runtime.configure()
+    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
+    with check.cli_errors():
+        main(config)
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config, description=__doc__.split("\n\n")[0]))
+    cli()

@@ -17,7 +17,7 @@ Usage: launch/tpu_pod.sh NAME [ARGS...]
 
 Runs 'python -m launch.NAME ARGS...' on every host of the TPU pod slice \$TPU_NAME at once
 (gcloud compute tpus tpu-vm ssh --worker=all). Every host runs the same command with
-ENTROPY_JAX_DISTRIBUTED=1, so launch/distributed.py calls jax.distributed.initialize() and the
+ENTROPY_JAX_DISTRIBUTED=1, so entropy_jax.runtime.initialize() calls jax.distributed.initialize() and the
 mesh flags (--data / --fsdp / --tensor, one may be -1) describe one mesh over all the slice's chips.
 
 Settings (environment): TPU_NAME (required), ZONE (required), PROJECT, REMOTE_DIR [$REMOTE_DIR],

@@ -13,6 +13,22 @@ _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
+# One persistent compilation cache for the whole session, shared by the xdist workers, the launchers run as
+# subprocesses (entropy_jax.runtime.configure reads ENTROPY_JAX_CACHE) and the notebook kernels (JAX reads the
+# JAX_* variables): the same programs (the embedded model's forward, decode and train steps) are compiled by many
+# tests in many processes, and only the first pays. It lives in a temporary directory made by the controller
+# (workers inherit the variable) and removed when the session ends, so tests never touch the user's cache and
+# never see programs of another session. Compilation only: results cannot depend on it.
+if "ENTROPY_JAX_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["ENTROPY_JAX_TEST_CACHE"] = tempfile.mkdtemp(prefix="entropy-jax-test-cache-")
+os.environ["ENTROPY_JAX_CACHE"] = os.environ["ENTROPY_JAX_TEST_CACHE"]
+os.environ.pop("ENTROPY_JAX_COMPILATION_CACHE", None)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["ENTROPY_JAX_TEST_CACHE"], "xla")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
 ROOT = Path(__file__).resolve().parents[1]
 # `launch/` and `bench/` (reference implementations) are imported from the repository root.
 if str(ROOT) not in sys.path:
@@ -50,3 +66,11 @@ def x64():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # the controller (not an xdist worker) made the session's compilation cache; it removes it
+    if not hasattr(session.config, "workerinput") and os.environ.get("ENTROPY_JAX_TEST_CACHE"):
+        import shutil
+
+        shutil.rmtree(os.environ["ENTROPY_JAX_TEST_CACHE"], ignore_errors=True)

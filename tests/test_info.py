@@ -107,3 +107,44 @@ def test_kl_precision_for_nearby_distributions(x64):
     q, q_hat = jnp.array([q1, q2]), jnp.array([q1 + d, q2 - d])
     want = -q1 * np.log1p(d / q1) - q2 * np.log1p(-d / q2)
     np.testing.assert_allclose(float(kl(q, q_hat)), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_nan_inputs_propagate_and_exact_zeros_do_not(jit):
+    nan, inf = np.nan, np.inf
+
+    def f(fn, *static):
+        return jax.jit(fn, static_argnames=static) if jit else fn
+
+    ent, ent_l, kl_, kl_l = f(entropy, "axis"), f(entropy_from_logits, "axis"), f(kl), f(kl_from_log)
+    # One NaN slice does not touch its neighbour; an exact zero still gives 0 · log 0 = 0.
+    p = jnp.array([[0.5, nan, 0.5], [0.5, 0.5, 0.0]])
+    got = np.asarray(ent(p))
+    assert np.isnan(got[0]) and got[1] == pytest.approx(np.log(2.0), rel=1e-6)
+    assert np.isnan(float(ent(jnp.array([0.5, nan]))))
+    assert np.isnan(float(ent(jnp.array([1.5, -0.5]))))  # a negative entry is not a probability
+    assert np.isnan(float(ent(jnp.array([[0.5, 0.5], [nan, 0.0]]), axis=0)[0]))
+    # Logits: NaN anywhere, or +inf, makes the slice NaN; -inf stays a masked entry.
+    assert np.isnan(float(ent_l(jnp.array([0.0, nan, -inf]))))
+    assert np.isnan(float(ent_l(jnp.array([0.0, inf]))))
+    assert float(ent_l(jnp.array([0.0, 0.0, -inf]))) == pytest.approx(np.log(2.0), rel=1e-6)
+    # KL: NaN in q, or in q̂ even where q = 0, is NaN; q = 0 with q̂ = 0 stays exactly 0.
+    q = jnp.array([0.5, 0.5, 0.0])
+    assert float(kl_(q, jnp.array([0.5, 0.5, 0.0]))) == 0.0
+    assert np.isnan(float(kl_(jnp.array([0.5, nan, 0.5]), jnp.full(3, 1 / 3))))
+    assert np.isnan(float(kl_(q, jnp.array([0.5, 0.5, nan]))))
+    assert np.isnan(float(kl_(q, jnp.array([1.5, -0.5, 0.0]))))
+    assert float(kl_(q, jnp.array([1.0, 0.0, 0.0]))) == np.inf
+    log_q_hat = jnp.log(jnp.array([0.5, 0.5, 0.0]))  # log 0 = -inf where q = 0: exactly 0
+    assert float(kl_l(q, log_q_hat)) == 0.0
+    assert np.isnan(float(kl_l(q, jnp.array([0.0, 0.0, nan]))))
+    assert np.isnan(float(kl_l(jnp.array([nan, 1.0]), jnp.zeros(2))))
+
+
+def test_gradients_stay_finite_at_exact_zeros_after_the_nan_rule():
+    g = jax.grad(lambda p: entropy(p))(jnp.array([0.5, 0.5, 0.0]))
+    assert np.all(np.isfinite(np.asarray(g)[:2]))
+    g = jax.grad(lambda qh: kl(jnp.array([0.5, 0.5, 0.0]), qh))(jnp.array([0.4, 0.4, 0.0]))
+    assert np.all(np.isfinite(np.asarray(g)))
+    g = jax.grad(lambda lq: kl_from_log(jnp.array([0.5, 0.5, 0.0]), lq))(jnp.array([-1.0, -1.0, -jnp.inf]))
+    assert np.all(np.isfinite(np.asarray(g)))

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COLAB = ROOT / "colab"
 
 
-def _execute(name: str, out: Path, monkeypatch) -> "nbformat.NotebookNode":
+def _execute(name: str, out: Path, monkeypatch) -> nbformat.NotebookNode:
     # The kernel subprocess inherits the test process's environment.
     monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_TINY", "1")
     monkeypatch.setenv("ENTROPY_JAX_NOTEBOOK_OUT", str(out))
@@ -140,5 +140,7 @@ def test_thinker_answerer_notebook(tmp_path, monkeypatch):
     matrix = json.loads((tmp_path / "matrix" / "matrix.json").read_text())
     assert matrix["thinkers"] == ["none", "gold", "shuffled", "tiny-random"] and matrix["answerers"] == ["tiny-random"]
     assert all(n == [8] for n in matrix["n"])
-    traces = (tmp_path / "matrix" / "traces" / "tiny-random.jsonl").read_text().splitlines()
+    from entropy_jax.thinking.matrix import trace_path
+
+    traces = trace_path(tmp_path / "matrix", "tiny-random").read_text().splitlines()
     assert len(traces) == 8 and all(0 < json.loads(t)["n_tokens"] <= 16 for t in traces)

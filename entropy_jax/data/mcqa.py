@@ -5,7 +5,7 @@ Every source becomes a list of `Question`. Sources `load` accepts:
 
 - a local file: `.jsonl` (one JSON object per line), `.json` (a JSON array of the same objects)
   or `.csv` (layouts in `load_csv`);
-- `"demo"`: `data/mcqa_demo.jsonl` in the repository (generated offline by
+- `"demo"`: `entropy_jax/data/mcqa_demo.jsonl`, shipped inside the package (generated offline by
   `data/make_mcqa_demo.py`; a "knowledge" and a "reasoning" stratum);
 - a benchmark name in `BENCHMARKS` (`mmlu`, `mmlu-pro`, `gpqa` (diamond), `gpqa-main`, `arc-challenge`,
   `commonsenseqa`): read from the Hugging Face Hub when `datasets` is installed and the Hub can be
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -32,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from entropy_jax import _validate
 
 __all__ = [
     "BENCHMARKS",
@@ -42,6 +45,8 @@ __all__ = [
     "DatasetUnavailableError",
     "Question",
     "check_unique_ids",
+    "content_hash",
+    "identity",
     "label_index",
     "load",
     "load_csv",
@@ -61,7 +66,8 @@ LABELS: dict[str, tuple[str, ...]] = {
 }
 STRATA = ("knowledge", "reasoning")
 
-DEMO_PATH = Path(__file__).resolve().parents[2] / "data" / "mcqa_demo.jsonl"
+# package data (pyproject `package-data`), so a wheel install finds it too
+DEMO_PATH = Path(__file__).resolve().parent / "mcqa_demo.jsonl"
 
 _OPTIONAL_STR = ("subject", "stratum", "rationale")
 
@@ -238,6 +244,21 @@ def check_unique_ids(questions: Iterable[Question]) -> None:
         seen[q.id] = i
 
 
+def content_hash(q: Question) -> str:
+    """A short content key of a question: 16 hex digits of the SHA-256 of its `to_dict()` as canonical JSON
+    (id, text, options, answer, subject, stratum, rationale, permutation). Stores record it with every row, so
+    a resume recognises a question edited under the same id."""
+    text = json.dumps(q.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def identity(questions: Iterable[Question], source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a run read from a question set: {"source", "questions": {id: content_hash}} in load order
+    (`stores.check_inputs` names the ids that changed)."""
+    return {"source": None if source is None else str(source),
+            "questions": {q.id: content_hash(q) for q in questions}}
+
+
 def _check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -257,33 +278,39 @@ def _collect(path: Path, rows: Iterable[tuple[int, Any]], *, digit_answers: bool
             raise ValueError(f"{path}, line {line}: duplicate question id {q.id!r} (first on line {first_line[q.id]}).")
         first_line[q.id] = line
         questions.append(q)
+    if not questions:
+        # An empty set would only fail much later, inside the metrics of a finished run.
+        raise ValueError(f"{path}: no questions (the file holds no question rows).")
     return questions
 
 
 def load_jsonl(path: str | os.PathLike) -> list[Question]:
     """Questions from a JSONL file: one JSON object per line (fields in the module docstring);
-    blank lines are skipped. Errors name the file and the 1-based line."""
+    blank lines are skipped. The file must be UTF-8 and hold at least one question. Errors name
+    the file and the 1-based line."""
     p = _check_file(path)
+    text = _validate.read_text(p)  # UTF-8 (BOM allowed); bad bytes name the line
 
     def rows():
-        with p.open(encoding="utf-8-sig") as f:
-            for line, text in enumerate(f, 1):
-                if not text.strip():
-                    continue
-                try:
-                    yield line, json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{p}, line {line}: invalid JSON ({e.msg} at column {e.colno}).") from None
+        # Universal newlines, as a text-mode file would split them.
+        for line, row_text in enumerate(io.StringIO(text, newline=None), 1):
+            if not row_text.strip():
+                continue
+            try:
+                yield line, json.loads(row_text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}, line {line}: invalid JSON ({e.msg} at column {e.colno}).") from None
 
     return _collect(p, rows())
 
 
 def load_json(path: str | os.PathLike) -> list[Question]:
-    """Questions from a `.json` file holding one JSON array of question objects.
+    """Questions from a `.json` file holding one JSON array of question objects (UTF-8, at least
+    one question).
 
     Line numbers in errors are where each object starts."""
     p = _check_file(path)
-    text = p.read_text(encoding="utf-8-sig")
+    text = _validate.read_text(p)  # UTF-8 (BOM allowed); bad bytes name the line
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -324,10 +351,11 @@ def load_csv(path: str | os.PathLike) -> list[Question]:
     In layouts 2 and 3, empty cells at the end of a row are allowed (questions with fewer options);
     an empty cell followed by a filled one is an error. `question` and `answer` are required;
     `answer` is a 0-based index ("2") or a letter ("C"). Optional columns: `id` (default
-    "<file stem>-<line>"), `subject`, `stratum`, `rationale` (empty cell → None).
+    "<file stem>-<line>"), `subject`, `stratum`, `rationale` (empty cell → None). The file must
+    be UTF-8 and hold at least one question row.
     """
     p = _check_file(path)
-    with p.open(encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(_validate.read_text(p), newline="") as f:  # UTF-8 (BOM allowed); bad bytes name the line
         reader = csv.reader(f)
         try:
             header = next(reader)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaln
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 from entropy_jax.estimators.priors import mixture_params
 
 __all__ = [
@@ -23,6 +24,13 @@ __all__ = [
 ]
 
 
+def _check_dirichlet(n: int, alpha) -> None:
+    if np.shape(alpha) not in ((), (1,), (n,)):
+        raise ValueError(f"`alpha` must be a scalar or have shape ({n},); got {np.shape(alpha)}.")
+    _validate.positive("alpha", alpha)
+
+
+@_validate.arg_check(_check_dirichlet)
 def dirichlet_posterior_mean(counts: jax.Array, alpha: jax.Array) -> jax.Array:
     """Posterior mean (m_k + α_k) / (M + A) under Dir(α), A = Σ α_k.
 
@@ -32,12 +40,17 @@ def dirichlet_posterior_mean(counts: jax.Array, alpha: jax.Array) -> jax.Array:
 
     Returns:
       (..., n) probabilities.
+
+    Concrete arguments are checked (ValueError naming the argument). Under `jit`/`vmap` an α
+    with an entry ≤ 0 or NaN makes the whole result NaN (α = 0 would otherwise be plain ML, with
+    its infinite KL), NaN counts propagate, and negative counts are not detected.
     """
     _validate.counts("counts", counts)
-    _validate.positive("alpha", alpha)
-    m = _as_float(counts)
+    _check_dirichlet(jnp.shape(counts)[-1], alpha)
+    m = as_float(counts)
     alpha = jnp.broadcast_to(jnp.asarray(alpha, m.dtype), m.shape[-1:])
-    return (m + alpha) / (m.sum(-1, keepdims=True) + alpha.sum())
+    out = (m + alpha) / (m.sum(-1, keepdims=True) + alpha.sum())
+    return _validate.poison(out, ~jnp.all(alpha > 0))
 
 
 def log_rising_factorial_table(alphas: jax.Array, max_count: int) -> jax.Array:
@@ -51,6 +64,22 @@ def log_rising_factorial_table(alphas: jax.Array, max_count: int) -> jax.Array:
     return gammaln(a + j) - gammaln(a)
 
 
+def _check_mixture(n: int, log_weights, alphas, *, max_count: int | None = None) -> None:
+    if np.ndim(alphas) != 2:
+        raise ValueError(f"`alphas` must have shape (C, n); got {np.shape(alphas)}.")
+    _validate.same_n("alphas", np.shape(alphas)[1], "counts", n)
+    if np.shape(log_weights) != np.shape(alphas)[:1]:
+        raise ValueError(f"`log_weights` must have shape ({np.shape(alphas)[0]},) (one per component of "
+                         f"`alphas`); got {np.shape(log_weights)}.")
+    _validate.positive("alphas", alphas)
+    lw = None if not _validate.is_concrete(log_weights) else np.asarray(log_weights, np.float64)
+    if lw is not None and (np.any(np.isnan(lw)) or np.any(lw == np.inf) or np.all(lw == -np.inf)):
+        raise ValueError(f"`log_weights` must be finite or -inf (a zero weight), not all -inf; got {lw}.")
+    if max_count is not None:
+        _validate.positive_int("max_count", max_count, minimum=0)
+
+
+@_validate.arg_check(_check_mixture)
 def dirichlet_mixture_posterior_mean(
     counts: jax.Array,
     log_weights: jax.Array,
@@ -76,14 +105,15 @@ def dirichlet_mixture_posterior_mean(
 
     Returns:
       (..., n) probabilities.
+
+    Concrete arguments are checked (ValueError naming the argument). Under `jit`/`vmap`
+    concentrations ≤ 0 or NaN make the whole result NaN, NaN counts and NaN log-weights
+    propagate, and negative counts (or, with `max_count`, counts above it) are not detected.
     """
     _validate.counts("counts", counts)
-    _validate.positive("alphas", alphas)
-    m = _as_float(counts)
+    _check_mixture(jnp.shape(counts)[-1], log_weights, alphas, max_count=max_count)
+    m = as_float(counts)
     alphas = jnp.asarray(alphas, m.dtype)
-    if alphas.ndim != 2:
-        raise ValueError(f"`alphas` must have shape (C, n); got {alphas.shape}.")
-    _validate.same_n("alphas", alphas.shape[1], "counts", m.shape[-1])
     log_weights = jnp.asarray(log_weights, m.dtype)
     total_m = m.sum(-1)  # (...,)
     total_a = alphas.sum(-1)  # (C,)
@@ -101,11 +131,20 @@ def dirichlet_mixture_posterior_mean(
     log_post = jax.nn.log_softmax(log_weights + log_evidence, axis=-1)
     # Σ_c w_c (m + α_c)/(M + A_c) = m Σ_c coef_c + Σ_c coef_c α_c: no (..., C, n) temporary.
     coef = jnp.exp(log_post) / (total_m[..., None] + total_a)  # (..., C)
-    return m * coef.sum(-1, keepdims=True) + coef @ alphas
+    return _validate.poison(m * coef.sum(-1, keepdims=True) + coef @ alphas, ~jnp.all(alphas > 0))
 
 
+def _check_posterior(n: int, prior, *, max_count: int | None = None) -> None:
+    log_w, alphas = mixture_params(prior)  # raises for anything but a Dirichlet (mixture)
+    _check_mixture(n, log_w, alphas, max_count=max_count)
+
+
+@_validate.arg_check(_check_posterior)
 def posterior_mean(counts: jax.Array, prior, *, max_count: int | None = None) -> jax.Array:
-    """Bayes estimator (posterior mean) of q under a NumPyro Dirichlet or Dirichlet mixture."""
+    """Bayes estimator (posterior mean) of q under a NumPyro Dirichlet or Dirichlet mixture.
+
+    Checks and traced behaviour as in `dirichlet_mixture_posterior_mean`.
+    """
     log_w, alphas = mixture_params(prior)
     if alphas.shape[0] == 1:
         return dirichlet_posterior_mean(counts, alphas[0])

@@ -19,6 +19,13 @@ limit estimate would put zero mass on outcomes the true q almost surely has, i.e
 
 Solvers work on standardised encodings u = (z − c)/s ∈ [−1, 1] (an affine change of the
 constraint leaves q̂ unchanged) and run bounded `lax.while_loop`s, so they vmap and jit.
+
+Invalid inputs. Concrete arguments are checked up front (ValueError naming the argument). Under
+`jit`/`vmap` they cannot be: a row whose counts hold a NaN, an infinity or a negative entry,
+and every row when z has NaN or tied values (or ξ is negative or NaN, or a feature is constant),
+gets a poisoned fit: q_hat, log_q_hat, multipliers and log_z NaN and `valid = False`. Unlike a
+degenerate sample's finite placeholder, that NaN is never excluded by the risk integrators; it
+reaches their result.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from entropy_jax import _validate
-from entropy_jax.estimators.frequency import _as_float
+from entropy_jax.estimators.frequency import as_float
 
 __all__ = [
     "MaxEntFit",
@@ -109,7 +117,32 @@ def gibbs(beta: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.exp(log_q), log_z
 
 
-def _moments_1d(gamma: jax.Array, u: jax.Array):
+def _bad_rows(m: jax.Array) -> jax.Array:
+    """(...,) True where a row of counts has a NaN, infinite or negative entry."""
+    return ~jnp.all(jnp.isfinite(m) & (m >= 0), axis=-1)
+
+
+def _bad_encoding(z: jax.Array) -> jax.Array:
+    """Scalar True when z has NaN or tied values (the traced form of `_validate.encoding`)."""
+    return ~jnp.all(jnp.diff(jnp.sort(z)) > 0)
+
+
+def _poison_fit(fit: MaxEntFit, bad: jax.Array) -> MaxEntFit:
+    """NaN estimates and `valid = False` where `bad` (shape (...,), broadcast over the batch)."""
+    batch = fit.valid.shape
+    bad = jnp.broadcast_to(bad, batch)
+    mult_bad = bad.reshape(batch + (1,) * (fit.multipliers.ndim - len(batch)))
+    return MaxEntFit(
+        _validate.poison(fit.q_hat, bad[..., None]),
+        _validate.poison(fit.log_q_hat, bad[..., None]),
+        _validate.poison(fit.multipliers, mult_bad),
+        _validate.poison(fit.log_z, bad),
+        fit.valid & ~bad,
+        fit.n_iter,
+    )
+
+
+def moments_1d(gamma: jax.Array, u: jax.Array):
     """Mean and variance of u under q ∝ exp(−γu), for u ∈ [−1, 1] attaining both −1 and 1."""
     # max_k(−γ u_k) = |γ|, attained at an extreme: a shift that never overflows.
     e = jnp.exp(-gamma[..., None] * u - jnp.abs(gamma)[..., None])
@@ -156,9 +189,12 @@ def solve_beta(
         ≈1.4e-14·s in float64, well inside the 1e-10 the tests require).
 
     Returns:
-      (beta, converged, n_iter), each of shape (...,).
+      (beta, converged, n_iter), each of shape (...,). A NaN μ, and under tracing a z with NaN
+      or tied values, gives β = NaN (and `converged = False`).
     """
-    z = _as_float(z)
+    _validate.encoding("z", z)
+    max_iter = _validate.positive_int("max_iter", max_iter)
+    z = as_float(z)
     mu = jnp.asarray(mu, z.dtype)
     u, center, scale = standardize(z)
     n = u.shape[0]
@@ -172,11 +208,11 @@ def solve_beta(
     hi = jnp.maximum(jnp.log(2.0 * (n - 1) / (1.0 + t)) / (us[1] - us[0]), 0.0)
     lo = jnp.minimum(-jnp.log(2.0 * (n - 1) / (1.0 - t)) / (us[-1] - us[-2]), 0.0)
     # Linear response around γ = 0 as the first guess: mean(γ) ≈ ū − γ Var₀(u).
-    mean0, var0, _ = _moments_1d(jnp.zeros_like(t), u)
+    mean0, var0, _ = moments_1d(jnp.zeros_like(t), u)
     gamma = jnp.clip((mean0 - t) / var0, lo, hi)
 
     def resid(g):
-        mean, var, _ = _moments_1d(g, u)
+        mean, var, _ = moments_1d(g, u)
         return mean - t, var
 
     r, var = resid(gamma)
@@ -202,11 +238,12 @@ def solve_beta(
         cond, body, (gamma, lo, hi, r, var, jnp.zeros((), jnp.int32))
     )
     converged = inside & (jnp.abs(r) <= tol)
-    return gamma / scale, converged, jnp.broadcast_to(n_iter, gamma.shape)
+    beta = _validate.poison(gamma / scale, jnp.isnan(mu) | _bad_encoding(z))
+    return beta, converged, jnp.broadcast_to(n_iter, gamma.shape)
 
 
 def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> MaxEntFit:
-    m = _as_float(counts)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     mu = (m @ z) / m.sum(-1)
     degenerate = degenerate_first_moment(counts, z)
@@ -214,9 +251,21 @@ def _first_moment_fit(counts: jax.Array, z: jax.Array, xi, max_iter: int) -> Max
     valid = converged & ~degenerate
     beta = jnp.where(valid, xi * beta, 0.0)
     log_q_hat, log_z = _log_gibbs(beta, z)
-    return MaxEntFit(jnp.exp(log_q_hat), log_q_hat, beta, log_z, valid, n_iter)
+    fit = MaxEntFit(jnp.exp(log_q_hat), log_q_hat, beta, log_z, valid, n_iter)
+    return _poison_fit(fit, _bad_rows(m) | _bad_encoding(z) | ~(jnp.asarray(xi) >= 0))
 
 
+def _check_first_moment(n: int, z, *, max_iter: int = 100) -> None:
+    _validate.encoding("z", z, n)
+    _validate.positive_int("max_iter", max_iter)
+
+
+def _check_shrunk(n: int, z, xi, *, max_iter: int = 100) -> None:
+    _check_first_moment(n, z, max_iter=max_iter)
+    _validate.positive("xi", xi, allow_zero=True)
+
+
+@_validate.arg_check(_check_first_moment)
 def maxent_first_moment(counts: jax.Array, z: jax.Array, *, max_iter: int = 100) -> MaxEntFit:
     """First-moment MaxEnt: q̂_k ∝ exp(−β z_k) with Σ_k q̂_k z_k = Σ_k m_k z_k / M.
 
@@ -227,24 +276,27 @@ def maxent_first_moment(counts: jax.Array, z: jax.Array, *, max_iter: int = 100)
       max_iter: bound on solver iterations (static).
 
     Returns:
-      `MaxEntFit`; `multipliers` is β of shape (...,).
+      `MaxEntFit`; `multipliers` is β of shape (...,). Invalid inputs under tracing: see the
+      module docstring.
     """
     _validate.counts("counts", counts)
-    _validate.encoding("z", z, jnp.shape(counts)[-1])
+    _check_first_moment(jnp.shape(counts)[-1], z, max_iter=max_iter)
     return _first_moment_fit(counts, z, 1.0, max_iter)
 
 
+@_validate.arg_check(_check_shrunk)
 def maxent_shrunk(
     counts: jax.Array, z: jax.Array, xi: float | jax.Array, *, max_iter: int = 100
 ) -> MaxEntFit:
     """Shrunk first-moment MaxEnt (synopsis eq. 5): q̂_k ∝ exp(−ξ β (z_k − μ₁)).
 
     ξ = 1 is first-moment MaxEnt, ξ = 0 the uniform baseline; the shift by μ₁ cancels in the
-    normalisation. `multipliers` holds the shrunk multiplier ξβ.
+    normalisation. `multipliers` holds the shrunk multiplier ξβ. ξ ≥ 0, a scalar or one per
+    row (broadcastable to (...,)); under tracing a negative or NaN ξ poisons its rows (module
+    docstring).
     """
     _validate.counts("counts", counts)
-    _validate.encoding("z", z, jnp.shape(counts)[-1])
-    _validate.positive("xi", xi, allow_zero=True)
+    _check_shrunk(jnp.shape(counts)[-1], z, xi, max_iter=max_iter)
     return _first_moment_fit(counts, z, xi, max_iter)
 
 
@@ -265,6 +317,22 @@ def degenerate_two_moments(counts: jax.Array, z: jax.Array | None = None) -> jax
     return adjacent | ends
 
 
+def _check_features(n: int, features, *, max_iter: int = 200, tol: float | None = None) -> None:
+    if np.ndim(features) != 2:
+        raise ValueError(f"`features` must have shape (d, n); got {np.shape(features)}.")
+    _validate.same_n("features", np.shape(features)[1], "counts", n)
+    _validate.finite("features", features)
+    if _validate.is_concrete(features):
+        v = np.asarray(features)
+        flat = np.flatnonzero(v.max(-1) == v.min(-1))
+        if flat.size:
+            raise ValueError(f"`features` row {int(flat[0])} is constant; every feature must vary over the outcomes.")
+    _validate.positive_int("max_iter", max_iter)
+    if tol is not None and not (isinstance(tol, int | float) and tol > 0):
+        raise ValueError(f"`tol` must be a number > 0 or None; got {tol!r}.")
+
+
+@_validate.arg_check(_check_features)
 def maxent_moments(
     counts: jax.Array,
     features: jax.Array,
@@ -286,14 +354,13 @@ def maxent_moments(
       tol: tolerance on the max-norm of the moment residual in standardised units.
 
     Returns:
-      `MaxEntFit`; `multipliers` is λ of shape (..., d) in the original feature units.
+      `MaxEntFit`; `multipliers` is λ of shape (..., d) in the original feature units. Invalid
+      inputs under tracing (bad counts rows, a NaN or constant feature): see the module docstring.
     """
     _validate.counts("counts", counts)
-    m = _as_float(counts)
+    _check_features(jnp.shape(counts)[-1], features, max_iter=max_iter, tol=tol)
+    m = as_float(counts)
     phi = jnp.asarray(features, m.dtype)
-    if phi.ndim != 2:
-        raise ValueError(f"`features` must have shape (d, n); got {phi.shape}.")
-    _validate.same_n("features", phi.shape[1], "counts", m.shape[-1])
     eps = jnp.finfo(m.dtype).eps
     tol = 1e3 * eps if tol is None else tol
     lo, hi = phi.min(-1, keepdims=True), phi.max(-1, keepdims=True)
@@ -357,20 +424,27 @@ def maxent_moments(
     log_q_hat = -lam @ v - jax.nn.logsumexp(-lam @ v, axis=-1, keepdims=True)
     lam_orig = lam / scale[:, 0]  # exp(−λ·(φ−c)/s) = exp(−(λ/s)·φ) × const
     log_z = jax.nn.logsumexp(-lam_orig @ phi, axis=-1)
-    return MaxEntFit(
+    fit = MaxEntFit(
         jnp.exp(log_q_hat), log_q_hat, lam_orig, log_z, valid, jnp.broadcast_to(n_iter, batch)
     )
+    return _poison_fit(fit, _bad_rows(m) | ~jnp.all(hi > lo))
 
 
+def _check_two_moments(n: int, z, *, max_iter: int = 200) -> None:
+    _check_first_moment(n, z, max_iter=max_iter)
+
+
+@_validate.arg_check(_check_two_moments)
 def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) -> MaxEntFit:
     """MaxEnt with the first two moments: q̂_k ∝ exp(−λ₁ z_k − λ₂ z_k²).
 
     Boundary samples (support in two z-adjacent outcomes or in the two extremes) are flagged
-    invalid up front instead of being left to exhaust the solver.
+    invalid up front instead of being left to exhaust the solver. Invalid inputs under tracing:
+    see the module docstring.
     """
     _validate.counts("counts", counts)
-    _validate.encoding("z", z, jnp.shape(counts)[-1])
-    m = _as_float(counts)
+    _check_two_moments(jnp.shape(counts)[-1], z, max_iter=max_iter)
+    m = as_float(counts)
     z = jnp.asarray(z, m.dtype)
     u = standardize(z).u  # the square of a centred encoding is better conditioned
     degenerate = degenerate_two_moments(counts, z)
@@ -388,4 +462,6 @@ def maxent_two_moments(counts: jax.Array, z: jax.Array, *, max_iter: int = 200) 
     lam2 = lam_u[..., 1] / s**2
     lam = jnp.where(valid[..., None], jnp.stack([lam1, lam2], -1), 0.0)
     log_z = jax.nn.logsumexp(-(lam[..., :1] * z + lam[..., 1:] * z * z), axis=-1)
-    return MaxEntFit(q_hat, log_q_hat, lam, log_z, valid, fit.n_iter)
+    # Bad rows were replaced by ones above (as if degenerate): poison them here.
+    return _poison_fit(MaxEntFit(q_hat, log_q_hat, lam, log_z, valid, fit.n_iter),
+                       _bad_rows(m) | _bad_encoding(z))

@@ -42,10 +42,10 @@ from entropy_jax.estimators.bayes import (
     dirichlet_posterior_mean,
 )
 from entropy_jax.estimators.maxent import (
-    _moments_1d,
     degenerate_first_moment,
     degenerate_two_moments,
     maxent_two_moments,
+    moments_1d,
     solve_beta,
     standardize,
 )
@@ -160,19 +160,20 @@ def monte_carlo(
     Returns:
       The pytree returned by `stat`, as NumPy arrays with a leading axis of length N.
     """
-    if int(total_count) < 1:
-        raise ValueError(f"`total_count` (M) must be >= 1; got {total_count}.")
-    max_count = int(total_count) if max_count is None else int(max_count)
-    if int(total_count) > max_count:
+    total_count = _validate.positive_int("total_count", total_count)
+    max_count = total_count if max_count is None else _validate.positive_int("max_count", max_count)
+    if total_count > max_count:
         raise ValueError(f"`total_count` = {total_count} exceeds `max_count` = {max_count}.")
-    if int(n_priors) < 1 or int(n_samples) < 1:
-        raise ValueError(f"`n_priors` and `n_samples` must be >= 1; got {n_priors}, {n_samples}.")
+    n_priors = _validate.positive_int("n_priors", n_priors)
+    n_samples = _validate.positive_int("n_samples", n_samples)
+    if chunk_priors is not None:
+        chunk_priors = _validate.positive_int("chunk_priors", chunk_priors)
     width, placement = 1, None
     if mesh is not None:
         axis = mesh.axis_names[0]
         width = mesh.shape[axis]
         placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
-    chunk = int(chunk_priors or _default_chunk(n_samples) * width)
+    chunk = chunk_priors or _default_chunk(n_samples) * width
     chunk = max(1, min(chunk, n_priors))
     chunk = -(-chunk // width) * width  # whole prior draws per device
     prior_key, sample_key = jax.random.split(key)
@@ -196,15 +197,20 @@ def monte_carlo(
             prior_key,
             sample_key,
             ids,
-            jnp.asarray(int(total_count), jnp.int32),
+            jnp.asarray(total_count, jnp.int32),
             stat=stat,
             max_count=max_count,
-            n_samples=int(n_samples),
+            n_samples=n_samples,
         )
         # Keep device arrays (fetching each chunk would block the loop and stall dispatch);
         # the padded tail of the last chunk is cut on the host.
         outs.append(out)
     return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n_priors], *outs)
+
+
+def _kept_sum(k: jax.Array, valid: jax.Array) -> jax.Array:
+    """Σ K over the valid samples; a NaN K is never excluded (it flags a bad input, see maxent)."""
+    return jnp.sum(jnp.where(valid | jnp.isnan(k), k, 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +227,17 @@ class _EstimatorKL:
         else:
             valid = jnp.ones(counts.shape[:-1], bool)
             k = kl(q, out)
-        return jnp.sum(jnp.where(valid, k, 0.0)), jnp.sum(valid)
+        return _kept_sum(k, valid), jnp.sum(valid)
+
+
+def _n_outcomes(prior) -> int:
+    shape = getattr(prior, "event_shape", None)
+    if not shape:
+        raise ValueError(
+            "`prior` must be a NumPyro distribution over the simplex (event shape (n,)); "
+            f"got {type(prior).__name__}."
+        )
+    return int(shape[-1])
 
 
 def bayes_risk(
@@ -249,12 +265,19 @@ def bayes_risk(
       args: extra array arguments of the estimator (e.g. `(z,)` or `(alpha,)`).
 
     Returns:
-      `RiskEstimate` in nats.
+      `RiskEstimate` in nats. A NaN estimate (e.g. from an invalid argument the estimator could
+      only detect under tracing) makes the mean NaN; it is never excluded like a degenerate sample.
+
+    The estimator's arguments are checked here, on their concrete values, before anything is
+    traced (inside the jitted pass the estimator's own checks are skipped): this package's
+    estimators carry `check_args`, and for any estimator `estimator(counts, *args)` must fit its
+    signature. Errors name the estimator and the argument.
 
     Example:
       >>> bayes_risk(maxent_first_moment, ordered_mixture(), 7, args=(z,), key=key,
       ...            n_priors=100, n_samples=100)
     """
+    _validate.check_estimator_call(estimator, _n_outcomes(prior), tuple(args), caller="bayes_risk")
     sums, counts = monte_carlo(
         _EstimatorKL(estimator),
         prior,
@@ -329,7 +352,7 @@ class _ProfileStat:
         if self.two_moments:
             fit = maxent_two_moments(counts, z)
             k2 = kl_from_log(q, fit.log_q_hat)
-            out["maxent2_sum"] = jnp.sum(jnp.where(fit.valid, k2, 0.0))
+            out["maxent2_sum"] = _kept_sum(k2, fit.valid)
             out["maxent2_kept"] = jnp.sum(fit.valid)
             out["maxent2_degenerate"] = jnp.sum(degenerate_two_moments(counts, z))
         return out
@@ -346,7 +369,7 @@ def _solve_chunk(mu, z):
 
 @jax.jit
 def _moments_chunk(gamma, u):
-    return _moments_1d(gamma, u)
+    return moments_1d(gamma, u)
 
 
 def _map_unique(fn, values: np.ndarray, *args) -> tuple[np.ndarray, ...]:
@@ -415,12 +438,15 @@ class RiskProfile:
 
     def ml(self, b: float) -> RiskEstimate:
         """Regularised ML (m + b)/(M + nb), exact in b for the sampled pairs."""
-        if b < 0:
-            raise ValueError(f"`b` must be >= 0; got {b}.")
+        if not (b >= 0 and math.isfinite(b)):
+            raise ValueError(f"`b` must be a finite number >= 0; got {b}.")
         return self._full(self.ml_per_prior(float(b)))
 
     def b_opt(self, bounds: tuple[float, float] = (1e-4, 1e4)) -> float:
         """The b minimising the Monte-Carlo ML risk (bounded Brent search in log b)."""
+        lo, hi = bounds
+        if not (0 < lo < hi < math.inf):
+            raise ValueError(f"`bounds` must satisfy 0 < lo < hi < inf; got {bounds}.")
         res = scipy.optimize.minimize_scalar(
             lambda lb: float(np.mean(self.ml_per_prior(math.exp(lb)))),
             bounds=(math.log(bounds[0]), math.log(bounds[1])),
@@ -453,8 +479,8 @@ class RiskProfile:
         K_ξ = −H(q) + ξγ⟨u⟩_q + ln Z_u(ξγ): the Gibbs moments are computed once per distinct
         γ, then gathered per pair.
         """
-        if not xi >= 0:
-            raise ValueError(f"`xi` must be >= 0; got {xi}.")
+        if not (xi >= 0 and math.isfinite(xi)):
+            raise ValueError(f"`xi` must be a finite number >= 0; got {xi}.")
         mean, var, log_z = _map_unique(_moments_chunk, xi * self.gamma, jnp.asarray(self.u))
         g = self.gamma
         k = self.maxent_kept * self.stats["neg_entropy"] + xi * self.stats["u_q"] * self._gamma_sums
@@ -524,9 +550,11 @@ class RiskProfile:
 
 def xi_grid(xi_step: float = 0.1, xi_max: float = 1.5) -> tuple[float, ...]:
     """The shrinkage grid ξ_j = j·xi_step ≤ xi_max (ξ = 1, plain MaxEnt, always on it)."""
-    if not (xi_step > 0 and xi_max >= 1.0):
-        raise ValueError(f"`xi_step` must be > 0 and `xi_max` >= 1; got {xi_step}, {xi_max}.")
-    n_xi = int(math.floor(xi_max / xi_step + 1e-9)) + 1
+    if not (xi_step > 0 and 1.0 <= xi_max < math.inf):
+        raise ValueError(f"`xi_step` must be > 0 and `xi_max` a finite number >= 1; got {xi_step}, {xi_max}.")
+    n_xi = math.floor(xi_max / xi_step + 1e-9) + 1
+    if n_xi > 100_000:
+        raise ValueError(f"`xi_step` = {xi_step} gives {n_xi} grid points up to `xi_max`; use a coarser step.")
     return tuple(sorted({round(j * xi_step, 12) for j in range(n_xi)} | {1.0}))
 
 
@@ -577,12 +605,13 @@ def risk_profile(
       `RiskProfile` with methods baseline(), bayes_true(), bayes_single(), ml(b), b_opt(),
       maxent(ξ), xi_opt(), maxent_opt(), maxent_curve(), maxent2().
     """
-    n = int(prior.event_shape[-1])
+    n = _n_outcomes(prior)
     dtype = jnp.result_type(float)
     z = np.arange(1, n + 1) if z is None else np.asarray(z)
     _validate.encoding("z", z, n)
     grid = xi_grid(xi_step, xi_max)
-    max_count = int(total_count) if max_count is None else int(max_count)
+    total_count = _validate.positive_int("total_count", total_count)
+    max_count = total_count if max_count is None else _validate.positive_int("max_count", max_count)
     aux = _profile_inputs(prior, jnp.asarray(z, dtype))
     z, u, scale = aux[0], aux[-1], aux[-2]
     aux = aux[:4] + (u,)

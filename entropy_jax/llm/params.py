@@ -86,7 +86,10 @@ GGUF_NAMES: tuple[tuple[str, str], ...] = (
     # Phi-3 GGUF stores the fused gate_up projection under ffn_up (it has no ffn_gate).
     (r"blk\.(\d+)\.ffn_up\.weight", r"model.layers.\1.mlp.up_proj.weight"),
 )
-# Tensors that carry configuration, not weights (read by transformers' GGUF config parser).
+# Tensors that carry configuration, not weights: Phi-3's longrope factors (read into the config by
+# `api.gguf_metadata`) and llama.cpp's precomputed Llama 3 rope frequencies (the config's rope scaling
+# reproduces them).
+GGUF_CONFIG_TENSORS = ("rope_factors_long.weight", "rope_factors_short.weight")
 GGUF_NON_WEIGHTS = (r"rope_factors_(long|short)\.weight", r"rope_freqs\.weight")
 
 
@@ -130,16 +133,15 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, rows // n_head // 2, 2, *tail).swapaxes(1, 2).reshape(rows, *tail)
 
 
-def iter_gguf(path: Path, config: LlmConfig, architecture: str) -> Iterator[tuple[str, np.ndarray]]:
-    """GGUF tensors, dequantized to float32, renamed to Hugging Face names (`GGUF_NAMES`)."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    for tensor in reader.tensors:
-        name = tensor.name
+def iter_gguf(parsed, config: LlmConfig) -> Iterator[tuple[str, np.ndarray]]:
+    """Tensors of a parsed GGUF (`gguf_file.read`), dequantized to float32 one at a time, renamed to Hugging
+    Face names (`GGUF_NAMES`); llama.cpp's q/k row permutation of Llama-architecture files is undone."""
+    architecture = parsed.architecture
+    for info in parsed.tensors:
+        name = info.name
         if any(re.fullmatch(p, name) for p in GGUF_NON_WEIGHTS):
             continue
-        w = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        w = parsed.array(info)
         for pattern, replacement in GGUF_NAMES:
             if re.fullmatch(pattern, name):
                 hf_name = re.sub(pattern, replacement, name)
@@ -156,18 +158,20 @@ def iter_gguf(path: Path, config: LlmConfig, architecture: str) -> Iterator[tupl
 
 
 # --------------------------------------------------------------------------------------------- conversion
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
+    """{"layers.0.attn.q.kernel": leaf, …}: a nested params mapping as one level of dotted paths."""
     out = {}
     for k, v in tree.items():
         path = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(_flatten(v, path + "."))
+            out.update(flatten(v, path + "."))
         else:
             out[path] = v
     return out
 
 
-def _unflatten(flat: Mapping[str, object], like: Mapping) -> dict:
+def unflatten(flat: Mapping[str, object], like: Mapping) -> dict:
+    """The inverse of `flatten`: dotted paths back into the nesting of `like`."""
     def build(node, prefix):
         return {k: build(v, f"{prefix}{k}.") if isinstance(v, Mapping) else flat[f"{prefix}{k}"]
                 for k, v in node.items()}
@@ -189,7 +193,7 @@ def convert(
     tensor at a time lives on the host. Raises `CheckpointError` listing every unmatched key, unfilled
     parameter, shape mismatch and non-finite tensor.
     """
-    targets = _flatten(abstract_params)
+    targets = flatten(abstract_params)
     place = place or (lambda path, a: jax.device_put(a))
     filled: dict[str, jax.Array] = {}
     unmatched, bad_shape, non_finite, dropped = [], [], [], []
@@ -230,4 +234,4 @@ def convert(
         problems.append(f"non-finite (NaN/inf) or non-float weights: {non_finite}")
     if problems:
         raise CheckpointError("; ".join(problems))
-    return _unflatten(filled, abstract_params)
+    return unflatten(filled, abstract_params)

@@ -52,7 +52,9 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence 
     return Mesh(np.asarray(devices, dtype=object).reshape(sizes), AXES)
 
 
-def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
+def fit_spec(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
+    """`spec` cut to what `shape` allows on `mesh`: axes the mesh lacks are dropped, and a dimension keeps only
+    as many of its axes as divide it (a dimension no axis divides is replicated)."""
     entries = list(spec) + [None] * (len(shape) - len(spec))
     out = []
     for dim, entry in zip(shape, entries[: len(shape)]):
@@ -69,7 +71,7 @@ def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
 def param_spec(path: str, shape: tuple[int, ...], mesh: Mesh, rules=PARAM_RULES) -> P:
     for pattern, spec in rules:
         if re.fullmatch(pattern, path):
-            return _fit(spec, shape, mesh)
+            return fit_spec(spec, shape, mesh)
     return P()
 
 
@@ -88,7 +90,7 @@ def param_shardings(abstract_params: Mapping, mesh: Mesh, rules=PARAM_RULES):
 
 def batch_sharding(mesh: Mesh, ndim: int, batch: int | None = None) -> NamedSharding:
     """Shard dimension 0 over (data, fsdp) (over as many of them as divide `batch`); replicate the rest."""
-    axes = BATCH if batch is None else _fit(P(BATCH), (batch,), mesh)[0]
+    axes = BATCH if batch is None else fit_spec(P(BATCH), (batch,), mesh)[0]
     return NamedSharding(mesh, P(axes, *([None] * (ndim - 1))))
 
 

@@ -6,13 +6,23 @@ sparseness), perturb (pixel-flip noise, half splits), study (rank scan, stabilit
 """
 
 from entropy_jax.nmf import diagnostics, match, perturb, prob, rank, study
-from entropy_jax.nmf.core import EPS, NMFResult, fit, init_nndsvda, init_random, loss, step
+from entropy_jax.nmf.core import (
+    EPS,
+    NMFResult,
+    check_input,
+    fit,
+    init_nndsvda,
+    init_random,
+    loss,
+    step,
+)
 from entropy_jax.nmf.prob import Factorization, normalize
 
 __all__ = [
     "EPS",
     "Factorization",
     "NMFResult",
+    "check_input",
     "diagnostics",
     "fit",
     "init_nndsvda",

@@ -13,6 +13,12 @@ Losses:
 `fit` runs a fixed number of iterations in `lax.scan`, recording the loss after each one; the
 rank is static (one compilation per rank), and the function vmaps over PRNG keys (seeds) and
 over data matrices (noise draws).
+
+Invalid data. Called on a concrete matrix, `fit` raises for NaN, infinite, negative or all-zero
+data. Under `vmap`/`jit` the values are abstract and cannot be checked: check the stacked batch
+first with `check_input(P_stack, rank)` (it accepts any leading batch axes); inside the traced
+fit a matrix with a NaN, infinite or negative entry (or negative initial factors) yields NaN
+factors and a NaN loss trace, never plausible numbers. `loss` propagates NaN in P.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from jax import lax
 
 from entropy_jax import _validate
 
-__all__ = ["EPS", "NMFResult", "fit", "init_nndsvda", "init_random", "loss", "step"]
+__all__ = ["EPS", "NMFResult", "check_input", "fit", "init_nndsvda", "init_random", "loss", "step"]
 
 EPS = float(np.finfo(np.float32).eps)  # sklearn's guard, whatever the dtype
 Loss = Literal["kl", "frobenius"]
@@ -47,7 +53,8 @@ class NMFResult(NamedTuple):
 
 
 def _kl_from_product(P: jax.Array, BW: jax.Array, B: jax.Array, W: jax.Array) -> jax.Array:
-    present = P > EPS
+    # "Absent" only for 0 <= P <= ε: NaN and negative entries reach the log and make the loss NaN.
+    present = ~((P >= 0) & (P <= EPS))
     safe_p = jnp.where(present, P, 1.0)
     safe_bw = jnp.maximum(jnp.where(present, BW, 1.0), EPS)
     log_term = jnp.sum(jnp.where(present, safe_p * jnp.log(safe_p / safe_bw), 0.0))
@@ -56,7 +63,10 @@ def _kl_from_product(P: jax.Array, BW: jax.Array, B: jax.Array, W: jax.Array) ->
 
 
 def loss(P: jax.Array, B: jax.Array, W: jax.Array, kind: Loss = "kl") -> jax.Array:
-    """The NMF loss of P ≈ B W: generalized KL (nats) or ½ squared Frobenius norm."""
+    """The NMF loss of P ≈ B W: generalized KL (nats) or ½ squared Frobenius norm.
+
+    A NaN in P, B or W makes the loss NaN (and so does a negative entry of P for "kl").
+    """
     if kind == "frobenius":
         return 0.5 * jnp.sum((P - B @ W) ** 2)
     if kind != "kl":
@@ -111,6 +121,7 @@ def step(P: jax.Array, B: jax.Array, W: jax.Array, kind: Loss = "kl") -> tuple[j
 
 def init_random(key: jax.Array, P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     """|N(0, 1)|·sqrt(mean(P)/R) for both factors (sklearn's init="random" scale)."""
+    _check_rank(P, rank)
     k_b, k_w = jax.random.split(key)
     scale = jnp.sqrt(jnp.mean(P) / rank)
     B = scale * jnp.abs(jax.random.normal(k_b, (P.shape[0], rank), P.dtype))
@@ -124,6 +135,7 @@ def init_nndsvda(P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     Deterministic: built from the exact SVD of P. Each component keeps the positive or the
     negative part of its singular-vector pair, whichever has the larger norm product.
     """
+    _check_rank(P, rank)
     U, S, Vt = jnp.linalg.svd(P, full_matrices=False)
     U, S, Vt = U[:, :rank], S[:rank], Vt[:rank]
     # The leading singular pair of a nonnegative matrix can be taken nonnegative.
@@ -147,8 +159,24 @@ def init_nndsvda(P: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
     return B, W
 
 
+def _poison_invalid(run):
+    """Wraps `_run`: NaN factors and trace when P or the initial factors are not nonnegative and
+    finite. Costs one pass over P per fit; it is what makes a vmapped fit over a bad noise draw
+    visible, since values cannot be checked under tracing."""
+
+    def wrapped(P, B, W, n_iter, kind, trace_every=1):
+        ok = jnp.all((P >= 0) & (P < jnp.inf)) & jnp.all(B >= 0) & jnp.all(W >= 0)
+        res = run(P, B, W, n_iter, kind, trace_every)
+        return NMFResult(*(_validate.poison(x, ~ok) for x in res))
+
+    return wrapped
+
+
+@_poison_invalid
 def _run(P, B, W, n_iter: int, kind: Loss, trace_every: int = 1) -> NMFResult:
     """`n_iter` updates; the loss after every `trace_every`-th one (n_iter // trace_every values)."""
+    if kind not in ("kl", "frobenius"):
+        raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {kind!r}.")
     if kind == "kl":
         def update(carry):
             B, W, BW = carry
@@ -198,7 +226,9 @@ def _fit_impl(P, B0, W0, *, n_iter: int, kind: str, trace_every: int = 1) -> NMF
 _fit_from = jax.jit(_fit_impl, static_argnames=("n_iter", "kind", "trace_every"))
 
 
-def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+def fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_every: int = 1) -> NMFResult:
+    """One fit from `init` ("random": `init_random(key, ...)`, else `init_nndsvda`), traceable (no argument
+    checks): the body that `fit` jits and that studies vmap over keys."""
     if init == "random":
         B0, W0 = init_random(key, P, rank)
     else:
@@ -206,22 +236,61 @@ def _fit_seeded(P, key, *, rank: int, n_iter: int, kind: str, init: str, trace_e
     return _run(P, B0, W0, n_iter, kind, trace_every)
 
 
-_fit_init = jax.jit(_fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
+_fit_init = jax.jit(fit_seeded, static_argnames=("rank", "n_iter", "kind", "init", "trace_every"))
 
 
-def _check(P, rank) -> None:
-    if np.ndim(P) != 2:
-        raise ValueError(f"`P` must be a 2-D (pixels × images) matrix; got shape {np.shape(P)}.")
-    if not 1 <= int(rank) <= min(np.shape(P)):
-        raise ValueError(f"`rank` must be in [1, min(P.shape) = {min(np.shape(P))}]; got {rank}.")
-    if _validate.is_concrete(P):
-        v = np.asarray(P)
-        if not np.all(np.isfinite(v)):
-            raise ValueError("`P` has NaN or infinite entries.")
-        if np.any(v < 0):
-            raise ValueError(f"`P` has negative entries (min {v.min()}); NMF needs P >= 0.")
-        if not np.any(v > 0):
-            raise ValueError("`P` is all zeros.")
+def _check_rank(P, rank) -> int:
+    shape = np.shape(P)
+    if len(shape) < 2:
+        raise ValueError(f"`P` must be a (pixels × images) matrix; got shape {shape}.")
+    if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
+        raise TypeError(f"`rank` must be an integer; got {rank!r}.")
+    if not 1 <= int(rank) <= min(shape[-2:]):
+        raise ValueError(f"`rank` must be in [1, min(P.shape) = {min(shape[-2:])}]; got {rank}.")
+    return int(rank)
+
+
+def check_input(P, rank: int | None = None) -> None:
+    """Checks NMF data before fitting: one matrix or a stack of them, e.g. noise draws to vmap.
+
+    Use it on the concrete batch before `jax.vmap(lambda P: fit(P, R, ...))(P_stack)`: inside
+    the vmap `fit` cannot look at the values (it returns NaN for a bad matrix instead).
+
+    Args:
+      P: (..., pixels, images) data; every matrix must be finite, nonnegative and not all zero.
+      rank: if given, must be an integer in [1, min(pixels, images)].
+
+    Raises:
+      ValueError naming the matrix (its batch index for a stack), the problem and the first bad
+      entry, e.g. "`P`[3] has 2 NaN entries (first at pixel 5, image 0)". Traced inputs get the
+      shape checks only.
+    """
+    shape = np.shape(P)
+    if len(shape) < 2:
+        raise ValueError(f"`P` must be a (pixels × images) matrix or a stack of them; got shape {shape}.")
+    if rank is not None:
+        _check_rank(P, rank)
+    if not _validate.is_concrete(P):
+        return
+    v = np.asarray(P)
+    if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer) or v.dtype == bool):
+        raise ValueError(f"`P` must hold numbers; got dtype {v.dtype}.")
+    batch = shape[:-2]
+
+    def name(index) -> str:  # "`P`" or, in a stack, "`P`[3]"
+        return "`P`" + (str([int(i) for i in index]) if batch else "")
+
+    for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite"), (lambda x: x < 0, "negative")):
+        bad = test(v) if v.dtype != bool else np.zeros(v.shape, bool)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            count = int(bad[tuple(first[:-2])].sum())
+            extra = f" (min {v[tuple(first[:-2])].min()})" if what == "negative" else ""
+            raise ValueError(f"{name(first[:-2])} has {count} {what} entries{extra} (first at pixel "
+                             f"{int(first[-2])}, image {int(first[-1])}); NMF needs finite P >= 0.")
+    empty = ~(v > 0).any(axis=(-2, -1))
+    if empty.any():
+        raise ValueError(f"{name(np.argwhere(empty)[0] if batch else ())} is all zeros.")
 
 
 def fit(
@@ -252,14 +321,29 @@ def fit(
     Returns:
       `NMFResult(B, W, loss)` with the loss trace of shape (n_iter // trace_every,).
 
+    Raises:
+      ValueError for concrete data that is not finite and nonnegative, or all zero (naming the
+      first bad entry), and for bad rank, loss, init, n_iter or trace_every. Under `vmap`/`jit`
+      the data values are not checked: call `check_input` on the batch first; a bad matrix
+      inside the trace gives NaN factors and a NaN loss.
+
     Example:
       >>> keys = jax.random.split(jax.random.key(0), 10)
       >>> runs = jax.vmap(lambda k: nmf.fit(P, 16, key=k))(keys)   # 10 seeds in one program
+      >>> nmf.check_input(noisy, 16)                                 # (draws, pixels, images)
+      >>> fits = jax.vmap(lambda p: nmf.fit(p, 16, key=key))(noisy)
     """
-    _check(P, rank)
+    if np.ndim(P) != 2:
+        raise ValueError(
+            f"`P` must be one 2-D (pixels × images) matrix; got shape {np.shape(P)}. For a stack of "
+            "matrices, check it with `nmf.check_input(P_stack, rank)` and vmap `fit` over it."
+        )
+    check_input(P, rank)
     if loss not in ("kl", "frobenius"):
         raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {loss!r}.")
-    if int(n_iter) < 1 or int(trace_every) < 1 or int(n_iter) % int(trace_every):
+    n_iter = _validate.positive_int("n_iter", n_iter)
+    trace_every = _validate.positive_int("trace_every", trace_every)
+    if n_iter % trace_every:
         raise ValueError(
             f"`n_iter` ({n_iter}) must be a positive multiple of `trace_every` ({trace_every})."
         )
@@ -275,7 +359,7 @@ def fit(
             )
         if _validate.is_concrete((B0, W0)) and (np.any(np.asarray(B0) < 0) or np.any(np.asarray(W0) < 0)):
             raise ValueError("`init` factors must be nonnegative.")
-        return _fit_from(P, B0, W0, n_iter=int(n_iter), kind=loss, trace_every=int(trace_every))
+        return _fit_from(P, B0, W0, n_iter=n_iter, kind=loss, trace_every=trace_every)
     mode = "random" if init is None else init
     if mode not in ("random", "nndsvda"):
         raise ValueError(f"`init` must be None, 'random', 'nndsvda' or (B0, W0); got {init!r}.")
@@ -283,5 +367,5 @@ def fit(
         raise ValueError("`key` is required for init='random' (pass jax.random.key(seed)).")
     key = jax.random.key(0) if key is None else key
     return _fit_init(
-        P, key, rank=int(rank), n_iter=int(n_iter), kind=loss, init=mode, trace_every=int(trace_every)
+        P, key, rank=int(rank), n_iter=n_iter, kind=loss, init=mode, trace_every=trace_every
     )

@@ -2,7 +2,8 @@
 
 The synopsis observes that NMF smooths images, S_i ≤ Ŝ_i for most images, and that basis
 images localize (lower H(π|b)) in the stable range of ranks. These are measured here, not
-assumed.
+assumed. A NaN in the data or the factors gives NaN entropies and fractions (see
+`entropy_jax.info`), never a value computed from the other entries.
 """
 
 from __future__ import annotations
@@ -32,17 +33,24 @@ def basis_entropies(B: jax.Array) -> jax.Array:
 
 
 def smoothing(P: jax.Array, B: jax.Array, W: jax.Array) -> dict[str, jax.Array]:
-    """S_i, Ŝ_i and the fraction of images with S_i ≤ Ŝ_i (the synopsis' smoothing signature)."""
+    """S_i, Ŝ_i and the fraction of images with S_i ≤ Ŝ_i (the synopsis' smoothing signature).
+
+    NaN anywhere in the data or the factors gives NaN entropies and a NaN fraction.
+    """
     s, s_hat = image_entropies(P), reconstruction_entropies(B, W)
-    return {"S": s, "S_hat": s_hat, "fraction_smoothed": jnp.mean(s <= s_hat)}
+    # A NaN entropy must not count as "not smoothed": the fraction is NaN then.
+    smoothed = jnp.where(jnp.isnan(s) | jnp.isnan(s_hat), jnp.nan, (s <= s_hat).astype(s.dtype))
+    return {"S": s, "S_hat": s_hat, "fraction_smoothed": jnp.mean(smoothed)}
 
 
 def hoyer_sparseness(x: jax.Array, axis: int = 0) -> jax.Array:
     """Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) ∈ [0, 1] along `axis` (1 = one-hot).
 
-    A zero vector gets 0.
+    A zero vector gets 0; NaN entries give NaN. Needs n ≥ 2 entries along `axis`.
     """
     n = x.shape[axis]
+    if n < 2:
+        raise ValueError(f"`x` needs at least 2 entries along axis {axis} for Hoyer sparseness; got {n}.")
     l1 = jnp.sum(jnp.abs(x), axis=axis)
     l2 = jnp.sqrt(jnp.sum(x * x, axis=axis))
     ratio = jnp.where(l2 > 0, l1 / jnp.where(l2 > 0, l2, 1.0), jnp.sqrt(n))

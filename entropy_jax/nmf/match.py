@@ -49,8 +49,12 @@ def match(B1: jax.Array, B2: jax.Array) -> Matching:
       B1, B2: (pixels, R) basis images of two runs (same R).
 
     Returns:
-      `Matching`, indexed by the columns of B1.
+      `Matching`, indexed by the columns of B1. A NaN basis image gives NaN distances and a
+      NaN total (the permutation is then meaningless).
     """
+    if jnp.ndim(B1) != 2 or jnp.shape(B1) != jnp.shape(B2):
+        raise ValueError(f"`B1` and `B2` must both be (pixels, R) with the same shape; got {jnp.shape(B1)} "
+                         f"and {jnp.shape(B2)}.")
     cost = cosine_distances(B1, B2)
     rows, cols = optax.assignment.hungarian_algorithm(cost)
     perm = jnp.zeros(cost.shape[0], jnp.int32).at[rows].set(cols.astype(jnp.int32))

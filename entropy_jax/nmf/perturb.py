@@ -21,16 +21,21 @@ def flip_noise(key: jax.Array, P: jax.Array, xi: float | jax.Array) -> jax.Array
     Args:
       key: PRNG key.
       P: (pixels, images) data in [0, 1].
-      xi: flip probability in [0, 1].
+      xi: flip probability in [0, 1], a scalar.
+
+    Concrete P and ξ are checked (ValueError naming the argument). Under `jit`/`vmap` a ξ
+    outside [0, 1] (or NaN) makes the whole result NaN rather than flipping every pixel, and
+    P outside [0, 1] or NaN gives NaN entries there (the NMF fit then returns NaN).
     """
-    if _validate.is_concrete(P):
-        v = np.asarray(P)
-        if v.min() < 0 or v.max() > 1:
-            raise ValueError(f"`P` must lie in [0, 1] for flip noise; got range [{v.min()}, {v.max()}].")
-    if _validate.is_concrete(xi) and not 0.0 <= float(xi) <= 1.0:
-        raise ValueError(f"`xi` must be a probability in [0, 1]; got {xi}.")
+    if np.ndim(xi) != 0:
+        raise ValueError(f"`xi` must be a scalar flip probability; got shape {np.shape(xi)}.")
+    _validate.in_unit_interval("P", P)
+    _validate.in_unit_interval("xi", xi)
     flip = jax.random.bernoulli(key, xi, jnp.shape(P))
-    return jnp.where(flip, 1.0 - P, P)
+    out = jnp.where(flip, 1.0 - P, P)
+    xi = jnp.asarray(xi)
+    bad = ~((xi >= 0) & (xi <= 1)) | ~((P >= 0) & (P <= 1))
+    return _validate.poison(out, bad)
 
 
 def binarize(P: jax.Array, threshold: float = 0.5) -> jax.Array:
@@ -40,8 +45,7 @@ def binarize(P: jax.Array, threshold: float = 0.5) -> jax.Array:
 
 def random_halves(key: jax.Array, n_images: int) -> tuple[np.ndarray, np.ndarray]:
     """A random split of image indices into two halves (the first gets ⌈n/2⌉), each sorted."""
-    if n_images < 2:
-        raise ValueError(f"`n_images` must be >= 2 to split; got {n_images}.")
+    n_images = _validate.positive_int("n_images", n_images, minimum=2)
     perm = np.asarray(jax.random.permutation(key, n_images))
     half = (n_images + 1) // 2
     return np.sort(perm[:half]), np.sort(perm[half:])

@@ -8,7 +8,9 @@ so p(π|b) = B_πb / s_b, p(i|b) = W_bi / t_b and p(b) ∝ s_b t_b, normalized b
 Zero columns/rows cannot be normalized: a component with s_b = 0 or t_b = 0 contributes
 nothing to BW; it gets p(b) = 0, uniform conditionals (so entropies stay defined) and
 `dead[b] = True`. Likewise an all-zero image column of P has no p(π|i): `image_conditional`
-returns the uniform distribution there and flags it.
+returns the uniform distribution there and flags it. NaN is not "zero": a NaN in B, W or P
+propagates into the probabilities (and every entropy computed from them) instead of marking a
+component dead.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ the smallest R with v(R) ≤ τ; on data with pixel-flip noise of probability ξ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -42,17 +43,33 @@ def predictability_violations(
 
     Returns:
       {"unweighted": fraction of all pairs, "weighted": p(π, i)-mass of the violating pairs}.
-      Dead components (zero column/row) are left out of the max.
+      Dead components (zero column/row) are left out of the max. A NaN in P, B or W makes both
+      fractions NaN (a comparison with NaN would otherwise count as "no violation").
     """
     cond, _ = image_conditional(P)
     f = normalize(B, W)
     best = jnp.max(jnp.where(f.dead[None, :], 0.0, f.p_pixel), axis=1)  # (pixels,)
     violate = cond > (1.0 + rtol) * best[:, None]
-    return {"unweighted": jnp.mean(violate), "weighted": jnp.sum(jnp.where(violate, joint(P), 0.0))}
+    unknown = jnp.isnan(cond) | jnp.isnan(best)[:, None]
+    mass = jnp.where(violate, joint(P), 0.0)
+    return {"unweighted": jnp.mean(jnp.where(unknown, jnp.nan, violate.astype(cond.dtype))),
+            "weighted": jnp.sum(jnp.where(unknown, jnp.nan, mass))}
 
 
 def effective_rank(ranks: Sequence[int], violations: Sequence[float], tau: float) -> int | None:
-    """R_c(τ): the smallest rank whose violation fraction is ≤ τ (None if none is)."""
+    """R_c(τ): the smallest rank whose violation fraction is ≤ τ (None if none is).
+
+    Raises ValueError for a NaN fraction (a failed fit must not be skipped over to a higher
+    rank), for lists of different lengths and for τ outside [0, 1].
+    """
+    ranks, violations = list(ranks), [float(v) for v in violations]
+    if len(ranks) != len(violations):
+        raise ValueError(f"`ranks` ({len(ranks)}) and `violations` ({len(violations)}) differ in length.")
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"`tau` must be a fraction in [0, 1]; got {tau}.")
+    for r, v in zip(ranks, violations):
+        if math.isnan(v):
+            raise ValueError(f"the violation fraction at rank {r} is NaN (a failed fit?).")
     for r, v in sorted(zip(ranks, violations)):
         if v <= tau:
             return int(r)
@@ -77,6 +94,10 @@ def cophenetic_correlation(consensus: np.ndarray) -> float:
     from scipy.spatial.distance import squareform
 
     dist = 1.0 - np.asarray(consensus, np.float64)
+    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
+        raise ValueError(f"`consensus` must be a square (images, images) matrix; got shape {dist.shape}.")
+    if not np.all(np.isfinite(dist)):
+        raise ValueError("`consensus` has NaN or infinite entries.")
     np.fill_diagonal(dist, 0.0)
     condensed = squareform(dist, checks=False)
     if np.allclose(condensed, condensed[0]):
@@ -86,6 +107,6 @@ def cophenetic_correlation(consensus: np.ndarray) -> float:
 
 
 def dispersion(consensus: np.ndarray) -> float:
-    """Kim & Park (2007): mean of 4 (C_ij − ½)² ∈ [0, 1]; 1 when the consensus is all 0/1."""
+    """Kim & Park (2007): mean of 4 (C_ij − ½)² ∈ [0, 1]; 1 when the consensus is all 0/1 (NaN in, NaN out)."""
     c = np.asarray(consensus, np.float64)
     return float(np.mean(4.0 * (c - 0.5) ** 2))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from entropy_jax import _validate
 from entropy_jax.nmf import core, diagnostics, match, perturb, rank
 
 __all__ = ["NOISE_LEVELS", "parse_ranks", "rank_scan", "stability_study"]
@@ -22,17 +23,58 @@ __all__ = ["NOISE_LEVELS", "parse_ranks", "rank_scan", "stability_study"]
 NOISE_LEVELS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
 
 
+_RANKS_FORMAT = "expected lo:hi (inclusive), lo:hi:step or a comma list of ranks >= 1"
+
+
 def parse_ranks(spec: str | Sequence[int]) -> list[int]:
-    """"2:40" (inclusive), "2:40:2" or "4,8,16" → a sorted list of ranks."""
+    """"2:40" (inclusive), "2:40:2" or "4,8,16" → a sorted list of distinct ranks ≥ 1.
+
+    Raises ValueError saying what is wrong, e.g. "expected lo:hi ...: hi = 2 < lo = 5 (got '5:2')".
+    """
+    def fail(what: str):
+        raise ValueError(f"{_RANKS_FORMAT}: {what} (got {spec!r})")
+
+    def as_int(text):
+        if isinstance(text, str):
+            text = text.strip()
+            if not text.lstrip("+-").isdigit():
+                fail(f"{text!r} is not an integer")
+            return int(text)
+        if isinstance(text, bool) or not isinstance(text, int | np.integer):
+            fail(f"{text!r} is not an integer")
+        return int(text)
+
     if not isinstance(spec, str):
-        return sorted({int(r) for r in spec})
-    if ":" in spec:
-        parts = [int(p) for p in spec.split(":")]
+        ranks = sorted({as_int(r) for r in spec})
+    elif ":" in spec:
+        parts = [as_int(t) for t in spec.split(":")]
         if len(parts) not in (2, 3):
-            raise ValueError(f"`ranks` must look like 2:40 or 2:40:2; got {spec!r}.")
+            fail(f"{len(parts)} fields separated by ':'")
         lo, hi, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
-        return list(range(lo, hi + 1, step))
-    return sorted({int(p) for p in spec.split(",") if p.strip()})
+        if hi < lo:
+            fail(f"hi = {hi} < lo = {lo}")
+        if step < 1:
+            fail(f"step = {step} must be >= 1")
+        ranks = list(range(lo, hi + 1, step))
+    else:
+        ranks = sorted({as_int(t) for t in spec.split(",") if t.strip()})
+    if not ranks:
+        fail("no ranks")
+    if ranks[0] < 1:
+        fail(f"rank {ranks[0]} < 1")
+    return ranks
+
+
+def _check_loss(loss) -> None:
+    if loss not in ("kl", "frobenius"):
+        raise ValueError(f"`loss` must be 'kl' or 'frobenius'; got {loss!r}.")
+
+
+def _check_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1]; got {value!r}.")
+    return float(value)
 
 
 def _seed_mesh_keys(keys: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Array:
@@ -47,7 +89,7 @@ def _seed_mesh_keys(keys: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Arra
 def _scan_one_rank(P, fit_keys, noise_keys, xi, *, rank_: int, n_iter: int, kind: str):
     def one(fit_key, noise_key):
         data = perturb.flip_noise(noise_key, P, xi)  # ξ = 0 flips nothing
-        res = core._fit_seeded(data, fit_key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
+        res = core.fit_seeded(data, fit_key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
                                trace_every=n_iter)
         v = rank.predictability_violations(data, res.B, res.W)
         return {
@@ -101,7 +143,7 @@ def rank_scan(
 
     Args:
       P: (pixels, images) data in [0, 1] (noise flips x ↦ 1 − x).
-      ranks: ranks to scan (each ≥ 1 and ≤ min(P.shape)).
+      ranks: ranks to scan (each ≥ 1 and ≤ min(P.shape)), or a `parse_ranks` string.
       key: PRNG key; seed s of every rank uses the same fit and noise keys, so ranks are
         compared on the same noise draws.
       seeds: fits per rank (≥ 2: stability and consensus compare seeds).
@@ -116,12 +158,24 @@ def rank_scan(
 
     Returns:
       {"ranks", "per_rank": [...], "effective_rank": {"weighted", "unweighted"}, settings}.
+
+    Every argument and the data (`nmf.check_input`) are checked before the first fit.
     """
-    ranks = parse_ranks(ranks)
+    try:
+        ranks = parse_ranks(ranks)
+    except ValueError as e:
+        raise ValueError(f"`ranks`: {e}") from None
+    if np.ndim(P) != 2:
+        raise ValueError(f"`P` must be one (pixels × images) matrix; got shape {np.shape(P)}.")
+    core.check_input(P, max(ranks))
     P = jnp.asarray(P)
-    core._check(P, max(ranks))
-    if seeds < 2:
-        raise ValueError(f"`seeds` must be >= 2 (stability compares seeds); got {seeds}.")
+    seeds = _validate.positive_int("seeds", seeds, minimum=2)  # stability and consensus compare seeds
+    n_iter = _validate.positive_int("n_iter", n_iter)
+    _check_loss(loss)
+    noise = _check_fraction("noise", noise)
+    tau = _check_fraction("tau", tau)
+    if noise > 0:
+        _validate.in_unit_interval("P", P)  # pixel-flip noise maps x to 1 - x
     fit_key, noise_key = jax.random.split(key)
     fit_keys = _seed_mesh_keys(jax.random.split(fit_key, seeds), mesh)
     noise_keys = _seed_mesh_keys(jax.random.split(noise_key, seeds), mesh)
@@ -156,8 +210,8 @@ def rank_scan(
 
 @functools.partial(jax.jit, static_argnames=("rank_", "n_iter", "kind"))
 def _fit_pair(PA, PB, key_a, key_b, *, rank_: int, n_iter: int, kind: str):
-    a = core._fit_seeded(PA, key_a, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
-    b = core._fit_seeded(PB, key_b, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
+    a = core.fit_seeded(PA, key_a, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
+    b = core.fit_seeded(PB, key_b, rank=rank_, n_iter=n_iter, kind=kind, init="random", trace_every=n_iter)
     return a, b, match.match(a.B, b.B)
 
 
@@ -166,12 +220,12 @@ def _noise_curve(P, keys, noise_keys, levels, *, rank_: int, n_iter: int, kind: 
     """Matched distance between a clean fit and fits on noisy copies, per level and seed."""
 
     def per_seed(key, noise_key):
-        clean = core._fit_seeded(P, key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
+        clean = core.fit_seeded(P, key, rank=rank_, n_iter=n_iter, kind=kind, init="random",
                                  trace_every=n_iter)
 
         def per_level(xi):
             noisy = perturb.flip_noise(noise_key, P, xi)
-            other = core._fit_seeded(noisy, jax.random.fold_in(key, 1), rank=rank_, n_iter=n_iter,
+            other = core.fit_seeded(noisy, jax.random.fold_in(key, 1), rank=rank_, n_iter=n_iter,
                                      kind=kind, init="random", trace_every=n_iter)
             return jnp.mean(match.match(clean.B, other.B).distances)
 
@@ -198,15 +252,31 @@ def stability_study(
     distance (Hungarian). Also: matched distance against the noise level (clean vs noisy fits
     of the whole set, several seeds), and the entropy smoothing S_i vs Ŝ_i of the clean fit.
 
+    P must lie in [0, 1] (flip noise); every argument and the data are checked before the
+    first fit.
+
     Returns:
       A dict with JSON-ready statistics and, under "arrays", NumPy arrays for figures
       (basis images of both halves in matched order, S_i, Ŝ_i).
     """
+    if np.ndim(P) != 2:
+        raise ValueError(f"`P` must be one (pixels × images) matrix; got shape {np.shape(P)}.")
+    core.check_input(P, rank_)
+    _validate.in_unit_interval("P", P)  # pixel-flip noise maps x to 1 - x
     P = jnp.asarray(P)
-    core._check(P, rank_)
+    noise = _check_fraction("noise", noise)
+    levels = [_check_fraction("levels entry", x) for x in levels]
+    if not levels:
+        raise ValueError("`levels` is empty: give at least one noise level in [0, 1].")
+    seeds = _validate.positive_int("seeds", seeds)
+    n_iter = _validate.positive_int("n_iter", n_iter)
+    _check_loss(loss)
     k_split, k_noise, k_a, k_b, k_curve, k_curve_noise = jax.random.split(key, 6)
     half_a, half_b = perturb.random_halves(k_split, P.shape[1])
-    core._check(P[:, half_b], rank_)
+    half_rank = min(P.shape[0], len(half_b))
+    if rank_ > half_rank:
+        raise ValueError(f"`rank_` = {rank_} exceeds min(pixels, images in a half) = {half_rank}: each half "
+                         "is fitted on its own.")
     PA = P[:, half_a]
     PB = perturb.flip_noise(k_noise, P[:, half_b], noise)
     a, b, m = jax.device_get(_fit_pair(PA, PB, k_a, k_b, rank_=int(rank_), n_iter=int(n_iter), kind=loss))
@@ -215,7 +285,7 @@ def stability_study(
         _noise_curve(P, jax.random.split(k_curve, seeds), jax.random.split(k_curve_noise, seeds),
                      jnp.asarray(levels, P.dtype), rank_=int(rank_), n_iter=int(n_iter), kind=loss)
     )
-    clean = core._fit_seeded(P, k_a, rank=int(rank_), n_iter=int(n_iter), kind=loss, init="random",
+    clean = core.fit_seeded(P, k_a, rank=int(rank_), n_iter=int(n_iter), kind=loss, init="random",
                              trace_every=int(n_iter))
     smooth = jax.device_get(diagnostics.smoothing(P, clean.B, clean.W))
     distances = np.asarray(m.distances)

@@ -14,6 +14,11 @@ not a free solver — so by default it is placed where the answerer's own reason
 - "user" (an option): the Chapter 3 user turn, then the trace under a header and a reminder to reply with
   the label only; the answer is read at the generation prompt. No trace: the Chapter 3 prompt exactly.
 
+Prompt format (`prompts.PromptFormat`): the Chapter 3 user turn above is the format's — its instruction (none:
+no instruction and no reminder after the trace) and its few-shot examples as earlier turns. In a plain or mmlu
+format there is no chat template, so the only place is "user": the format's text up to the options, the trace
+under `TRACE_HEADER` (and the reminder, with an instruction), then "\\nAnswer:".
+
 Truncation policy: when the prompt would not fit the answerer's context (`max_position_embeddings`, or a
 smaller `context` the caller sets), the trace keeps its END — the conclusions — and loses its beginning; a
 marker line saying how many answerer tokens were cut replaces the lost part. Every scored row records
@@ -24,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from entropy_jax.llm import scoring
-from entropy_jax.thinking.traces import THINK_CLOSE, THINK_OPEN, chat, thinking_tokens
+from entropy_jax.llm import prompts, scoring
+from entropy_jax.llm.prompts import chat_messages
+from entropy_jax.llm.traces import THINK_CLOSE, THINK_OPEN, thinking_tokens
 
 TRACE_HEADER = "Here is a step-by-step analysis of the question:"
 TRACE_REMINDER = "Now reply with the {kind} of the correct option only ({labels}), nothing else."
@@ -45,9 +51,14 @@ class AnswerPrompt:
     dropped_tokens: int = 0
 
 
-def trace_place(tokenizer, place: str = "auto") -> str:
+def trace_place(tokenizer, place: str = "auto", fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> str:
     """The placement for this answerer: `auto` = think when its tokenizer has the thinking tokens, else
-    assistant."""
+    assistant; a plain or mmlu format (no chat template) has the user place only."""
+    if not fmt.chat:
+        if place not in ("auto", "user"):
+            raise ValueError(f"trace place {place!r} needs the chat template; prompt format {fmt.kind!r} puts the "
+                             "trace in the prompt text (place 'user' or 'auto')")
+        return "user"
     if place == "auto":
         return "think" if thinking_tokens(tokenizer) is not None else "assistant"
     if place not in PLACES:
@@ -58,25 +69,38 @@ def trace_place(tokenizer, place: str = "auto") -> str:
     return place
 
 
-def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: str | None) -> str:
-    labels = scoring.option_labels(len(q.options), style)
-    user = scoring.question_text(q.question, q.options, labels, style)
+def _render(tokenizer, q, trace: str | None, *, place: str, style: str, system: str | None,
+            fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> str:
+    labels = prompts.option_labels(len(q.options), style)
+    if trace is None and (place == "user" or not fmt.chat):
+        return prompts.render_prompt(tokenizer, q, fmt, style=style, system=system)
+    block = "" if trace is None else f"\n\n{TRACE_HEADER}\n{trace.strip()}" + (
+        "" if fmt.instruction is None else "\n\n" + TRACE_REMINDER.format(kind=prompts.label_kind(style),
+                                                                          labels=prompts.label_listing(labels)))
+    if not fmt.chat:
+        if system:
+            raise ValueError(f"--system needs the chat template; prompt format {fmt.kind!r} has none")
+        return prompts.prompt_text(q, fmt, style=style, cue=False) + block + prompts.TEXT_CUE
+    turns = prompts.prompt_messages(q, fmt, style=style, system=system)
     if place == "think":
         if trace is None:
-            return chat(tokenizer, user, system=system, enable_thinking=False)
-        head = chat(tokenizer, user, system=system, enable_thinking=True)
+            return chat_messages(tokenizer, turns, enable_thinking=False)
+        head = chat_messages(tokenizer, turns, enable_thinking=True)
         # templates of reasoning distils already open the span in the generation prompt
         opened = head.rstrip().endswith(THINK_OPEN)
         return head + ("" if opened else THINK_OPEN + "\n") + trace.strip() + f"\n{THINK_CLOSE}\n\n"
     if place == "assistant":
-        head = chat(tokenizer, user, system=system)
+        head = chat_messages(tokenizer, turns)
         return head + ("" if trace is None else trace.strip() + "\n") + ANSWER_CUE
-    if trace is None:
-        return scoring.render(tokenizer, q.question, q.options, style=style, system=system)
-    kind = "letter" if style == "letters" else "number"
-    listing = ", ".join(labels[:-1]) + f" or {labels[-1]}"
-    user += f"\n\n{TRACE_HEADER}\n{trace.strip()}\n\n" + TRACE_REMINDER.format(kind=kind, labels=listing)
-    return chat(tokenizer, user, system=system)
+    turns[-1]["content"] += block
+    return chat_messages(tokenizer, turns)
+
+
+def answer_prompt_text(tokenizer, q, trace: str | None, *, place: str, style: str = "letters",
+                       system: str | None = None, fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> str:
+    """The answerer's prompt for `q` after `trace` at a resolved `place` (`trace_place`) in format `fmt`,
+    uncut."""
+    return _render(tokenizer, q, trace, place=place, style=style, system=system, fmt=fmt)
 
 
 def _n(tokenizer, text: str) -> int:
@@ -94,11 +118,11 @@ def _token_starts(tokenizer, text: str) -> tuple[list[int], list[int] | None]:
 
 
 def answer_prompt(tokenizer, q, trace: str | None, *, context: int, place: str = "auto", style: str = "letters",
-                  system: str | None = None) -> AnswerPrompt:
-    """The answerer's prompt for question `q` after `trace` (None: no trace), cut to leave room for the
-    answer token within `context` positions (the truncation policy above)."""
-    place = trace_place(tokenizer, place)
-    text = _render(tokenizer, q, trace, place=place, style=style, system=system)
+                  system: str | None = None, fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> AnswerPrompt:
+    """The answerer's prompt for question `q` after `trace` (None: no trace) in format `fmt`, cut to leave room
+    for the answer token within `context` positions (the truncation policy above)."""
+    place = trace_place(tokenizer, place, fmt)
+    text = _render(tokenizer, q, trace, place=place, style=style, system=system, fmt=fmt)
     if trace is None:
         if _n(tokenizer, text) >= context:
             raise ValueError(f"question {q.id!r}: the prompt alone is longer than the answerer's context of "
@@ -117,7 +141,7 @@ def answer_prompt(tokenizer, q, trace: str | None, *, context: int, place: str =
                              "any of the trace after the prompt")
         kept = trace[starts[len(ids) - keep]:] if starts is not None else tokenizer.decode(ids[len(ids) - keep:])
         cut = CUT_MARKER.format(n=len(ids) - keep) + "\n" + kept.lstrip()
-        text = _render(tokenizer, q, cut, place=place, style=style, system=system)
+        text = _render(tokenizer, q, cut, place=place, style=style, system=system, fmt=fmt)
         over = _n(tokenizer, text) - (context - 1)
         if over <= 0:
             return AnswerPrompt(text, place, len(ids), True, len(ids) - keep)
@@ -126,18 +150,19 @@ def answer_prompt(tokenizer, q, trace: str | None, *, context: int, place: str =
 
 
 def score(lm, questions, traces: dict, *, context: int | None = None, place: str = "auto", style: str = "letters",
-          system: str | None = None, pad_to: int | None = None) -> list[tuple[AnswerPrompt, scoring.Scored]]:
-    """Answer-step scores of `lm` for `questions` with `traces[q.id]` (a `ThinkTrace`, or None: no trace).
-    `context` defaults to the answerer's `max_position_embeddings`."""
+          system: str | None = None, pad_to: int | None = None,
+          fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> list[tuple[AnswerPrompt, scoring.Scored]]:
+    """Answer-step scores of `lm` for `questions` with `traces[q.id]` (a `ThinkTrace`, or None: no trace), prompts
+    in format `fmt`. `context` defaults to the answerer's `max_position_embeddings`."""
     if lm.tokenizer is None:
         raise ValueError(f"{lm.source} has no tokenizer; answerers read text prompts")
     ctx = min(context or lm.config.max_position_embeddings, lm.config.max_position_embeddings)
-    prompts = []
+    made = []
     for q in questions:
         t = traces.get(q.id)
-        prompts.append(answer_prompt(lm.tokenizer, q, None if t is None else t.text, context=ctx, place=place,
-                                     style=style, system=system))
-    labels = [scoring.label_token_ids(lm.tokenizer, p.text, scoring.option_labels(len(q.options), style))
-              for p, q in zip(prompts, questions)]
-    scored = scoring.score_batch(lm, [p.text for p in prompts], labels, pad_to=pad_to)
-    return list(zip(prompts, scored))
+        made.append(answer_prompt(lm.tokenizer, q, None if t is None else t.text, context=ctx, place=place,
+                                  style=style, system=system, fmt=fmt))
+    labels = [scoring.label_token_ids(lm.tokenizer, p.text, prompts.option_labels(len(q.options), style))
+              for p, q in zip(made, questions)]
+    scored = scoring.score_batch(lm, [p.text for p in made], labels, pad_to=pad_to)
+    return list(zip(made, scored))

@@ -5,17 +5,27 @@ the caller asks for) and a JSON `meta` dict: where the data stream stands (epoch
 the accounting so far and the run's settings. Data order is a pure function of (seed, epoch), so restoring
 the state and the position continues the same batches: a run killed and resumed ends with the same
 parameters as an uninterrupted one. Saves are synchronous and atomic (Orbax writes to a temporary
-directory and renames it), so a kill during a save leaves the previous checkpoint as the latest.
+directory and renames it), so a kill during a save leaves the previous checkpoint as the latest. A checkpoint
+that does not restore all the same (a damaged disk, a copy cut short, files removed by hand) is skipped by
+`restore_latest`, which falls back to the newest one that does and says which it skipped and why.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a directory restores (the message lists each and why)."""
 
 
 class Checkpointer:
@@ -45,6 +55,40 @@ class Checkpointer:
         out = self._manager.restore(int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                          meta=ocp.args.JsonRestore()))
         return out["state"], dict(out["meta"])
+
+    def restore_latest(self, like: Any) -> tuple[int, Any, dict, list[tuple[int, str]]] | None:
+        """(step, state, meta, skipped) of the newest checkpoint that restores, or None when there is none.
+
+        Checkpoints that fail to restore are skipped — newest first — with a warning on this module's logger
+        naming the step and the error; once an older one restores, the skipped (newer) ones are deleted, since
+        the resumed run writes them again. `skipped` lists (step, reason). When none restores, a
+        `CheckpointError` lists them all and nothing is deleted.
+        """
+        skipped: list[tuple[int, str]] = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(step, like)
+            except Exception as e:  # Orbax and tensorstore raise many kinds; each is reported, none hidden
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                log.warning("%s: checkpoint %d does not restore (%s); trying the previous one",
+                            self.directory, step, reason)
+                skipped.append((step, reason))
+                continue
+            for bad, _ in skipped:
+                try:
+                    self._manager.delete(bad)
+                except Exception:  # a damaged directory Orbax cannot delete: remove the files
+                    shutil.rmtree(self.directory / str(bad), ignore_errors=True)
+                    self._manager.reload()
+            if skipped:
+                log.warning("%s: resuming from checkpoint %d; skipped and deleted %s", self.directory, step,
+                            ", ".join(str(b) for b, _ in skipped))
+            return step, state, meta, skipped
+        if skipped:
+            raise CheckpointError(f"{self.directory}: no checkpoint restores — "
+                                  + "; ".join(f"step {b}: {why}" for b, why in skipped)
+                                  + ". Delete the directory to start over")
+        return None
 
     def close(self) -> None:
         self._manager.close()

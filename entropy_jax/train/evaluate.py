@@ -1,42 +1,36 @@
 """Held-out accuracy of (fine-tuned) params with Chapter 3's answer-only scoring, and what SFT taught.
 
-`with_params(lm, params)` is `lm` with other weights but the same compiled programs (the jitted forward
-takes the params as an argument), so evaluating after every epoch of every run of a sweep compiles once.
+Evaluate trained weights with `answer_accuracy(lm.with_params(params), ...)`: `LanguageModel.with_params` is
+`lm` with other weights but, on purpose, the same compiled programs (the jitted forward takes the params as an
+argument), so evaluating after every epoch of every run of a sweep compiles once.
 
 `label_shift` explains a fall of held-out accuracy with numbers: the training set's answer-label
 distribution (the prior a few SFT steps teach first) against the labels the model predicts on held-out
 questions before and after training, from the per-question rows `answer_accuracy` writes
-(`launch.finetune` keeps them in OUT/eval/epoch_*.json; `label_shift_of_run` reads a run directory).
+(the pipeline keeps them in OUT/eval/epoch_*.json; `label_shift_of_run` reads a run directory).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from entropy_jax.eval import metrics as M
 from entropy_jax.llm import scoring
 
 
-def with_params(lm, params):
-    """A `LanguageModel` sharing `lm`'s tokenizer, config and compiled functions, holding `params` (cast to
-    `lm`'s dtype and placed like `lm.params`)."""
-    placed = jax.tree.map(lambda p, ref: jax.device_put(p.astype(ref.dtype), ref.sharding), params, lm.params)
-    return dataclasses.replace(lm, params=placed)
-
-
 def answer_accuracy(lm, questions, *, batch_size: int = 8, style: str = "letters", system: str | None = None,
-                    rows: list | None = None) -> dict:
+                    rows: list | None = None, fmt=None) -> dict:
     """{"n", "accuracy", "mean_entropy" (nats), "entropy_roc_auc" (entropy as an error detector; None when
     every answer is right or every answer wrong), "mean_label_mass"}; appends per-question rows (id, pred,
-    correct, entropy) to `rows` when given."""
+    correct, entropy) to `rows` when given. Prompts in format `fmt` (`prompts.PromptFormat`; default the chat
+    prompt)."""
     preds, entropy, mass = [], [], []
-    for _, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system):
+    for _, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system,
+                                             fmt=fmt):
         preds += [s.pred for s in scores]
         entropy += [s.entropy for s in scores]
         mass += [s.label_mass for s in scores]
@@ -86,7 +80,9 @@ def label_shift(train, evals, rows: Mapping[int, Sequence[Mapping]], *, style: s
         return got
 
     base = by_id(rows[0])
-    tv = lambda a, b: 0.5 * float(np.abs(np.subtract(a, b)).sum())
+    def tv(a, b):  # total-variation distance of two distributions
+        return 0.5 * float(np.abs(np.subtract(a, b)).sum())
+
     epochs = []
     for e in sorted(rows):
         pred = by_id(rows[e])
@@ -126,7 +122,10 @@ def label_shift_of_run(out: str | Path, questions, *, style: str = "letters") ->
 def describe_label_shift(shift: dict) -> str:
     """One paragraph, with the numbers, of what `label_shift` found (first and last epoch)."""
     L = shift["labels"]
-    pct = lambda d: ", ".join(f"{lab} {100 * x:.0f}%" for lab, x in zip(L, d))
+
+    def pct(d):
+        return ", ".join(f"{lab} {100 * x:.0f}%" for lab, x in zip(L, d))
+
     first, last = shift["epochs"][0], shift["epochs"][-1]
     m = shift["train_majority"]
     return (f"Training answers ({shift['n_train']} questions): {pct(shift['train_answers'])}; held-out gold "

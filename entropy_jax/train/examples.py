@@ -3,9 +3,12 @@
 An `Example` is a prompt (the exact text the model is conditioned on, chat template included) and a
 completion (the supervised target, end-of-turn included). Two kinds:
 
-- `answer`: the Chapter 3 answer-only prompt → the option label ("C"), as plain SFT trains it;
-- `cot`: a step-by-step prompt → a teacher's chain of thought ending in the label in double square brackets
-  ("… so the answer is [[C]]"), the format the Chapter 4 paper parses.
+- `answer`: the Chapter 3 answer-only prompt → the option label ("C"), as plain SFT trains it; in a plain or
+  mmlu prompt format (`prompts.PromptFormat`) the prompt ends in "Answer:" and the completion is " C" and EOS
+  (lm-eval's target delimiter, then the end of the text);
+- `cot`: the step-by-step prompt → a teacher's chain of thought ending in the label in double square brackets
+  ("… so the answer is [[C]]"), the format the Chapter 4 paper parses (prompts and the format:
+  `entropy_jax.llm.prompts`).
 
 Loss masks are built from the segments, never by searching for a template inside token ids (which silently
 dropped examples in TRL): ids = encode(prompt) + encode(completion), loss on the completion's tokens only.
@@ -14,16 +17,11 @@ dropped examples in TRL): ids = encode(prompt) + encode(completion), loss on the
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from entropy_jax.llm import scoring
-
-COT_INSTRUCTION = ("Answer the following multiple-choice question. Think step by step, then give the {kind} of "
-                   "the correct option ({labels}) in double square brackets, for example [[{example}]].")
-_BRACKETED = re.compile(r"\[\[\s*([A-Za-z]|\d{1,2})\s*\]\]")
+from entropy_jax.llm import prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,52 +60,34 @@ def completion_suffix(tokenizer, prompt_messages: list[dict], prompt: str, compl
     return completion + (tokenizer.eos_token or "")
 
 
-def _messages(user: str, system: str | None) -> list[dict]:
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-
-
-def answer_example(tokenizer, q, *, style: str = "letters", system: str | None = None) -> Example:
-    """The Chapter 3 answer-only prompt (`scoring.render`) → the correct label."""
-    labels = scoring.option_labels(len(q.options), style)
-    prompt = scoring.render(tokenizer, q.question, q.options, style=style, system=system)
-    user = scoring.question_text(q.question, q.options, labels, style)
-    return Example(q.id, prompt, completion_suffix(tokenizer, _messages(user, system), prompt, labels[q.answer]),
-                   "answer")
-
-
-def cot_prompt(tokenizer, q, *, style: str = "letters", system: str | None = None) -> str:
-    """The step-by-step prompt (chat template, generation prompt) used by teachers and CoT examples."""
-    return scoring.render(tokenizer, q.question, q.options, style=style, system=system, instruction=COT_INSTRUCTION)
+def answer_example(tokenizer, q, *, style: str = "letters", system: str | None = None,
+                   fmt: prompts.PromptFormat = prompts.DEFAULT_FORMAT) -> Example:
+    """The Chapter 3 answer-only prompt in format `fmt` (`prompts.render_prompt`) → the correct label."""
+    labels = prompts.option_labels(len(q.options), style)
+    prompt = prompts.render_prompt(tokenizer, q, fmt, style=style, system=system)
+    if not fmt.chat:
+        return Example(q.id, prompt, " " + labels[q.answer] + (tokenizer.eos_token or ""), "answer")
+    turns = prompts.prompt_messages(q, fmt, style=style, system=system)
+    return Example(q.id, prompt, completion_suffix(tokenizer, turns, prompt, labels[q.answer]), "answer")
 
 
 def cot_target(trace: str, label: str) -> str:
     """A trace as a training target: the reasoning, then the label in double square brackets (added unless
     the trace already ends with it)."""
     text = trace.strip()
-    found = _BRACKETED.findall(text)
+    found = prompts.BRACKETED.findall(text)
     if found and found[-1].upper() == label.upper() and text.endswith("]]"):
         return text
     return f"{text}\nThe answer is [[{label}]]."
 
 
 def cot_example(tokenizer, q, trace: str, *, style: str = "letters", system: str | None = None) -> Example:
-    """CoT prompt → trace + bracketed correct label."""
-    labels = scoring.option_labels(len(q.options), style)
-    prompt = cot_prompt(tokenizer, q, style=style, system=system)
-    user = scoring.question_text(q.question, q.options, labels, style, COT_INSTRUCTION)
-    return Example(q.id, prompt, completion_suffix(tokenizer, _messages(user, system), prompt,
+    """The step-by-step prompt (`prompts.cot_prompt`) → trace + bracketed correct label."""
+    labels = prompts.option_labels(len(q.options), style)
+    prompt = prompts.cot_prompt(tokenizer, q, style=style, system=system)
+    user = prompts.question_text(q.question, q.options, labels, style, prompts.COT_INSTRUCTION)
+    return Example(q.id, prompt, completion_suffix(tokenizer, prompts.messages(user, system), prompt,
                                                    cot_target(trace, labels[q.answer])), "cot")
-
-
-def parse_bracketed(text: str, labels: Sequence[str]) -> int | None:
-    """Index of the label in the LAST `[[X]]` of a generated trace, or None when there is none (or it names
-    no option)."""
-    found = _BRACKETED.findall(text)
-    if not found:
-        return None
-    upper = [x.upper() for x in labels]
-    last = found[-1].upper()
-    return upper.index(last) if last in upper else None
 
 
 def tokenize(tokenizer, examples: Sequence[Example]) -> list[Tokenized]:

@@ -69,10 +69,12 @@ def split(ids: Sequence[str], entropy: Sequence[float], *, hard_quantile: float 
 
 
 def answer_entropies(lm, questions, *, batch_size: int = 8, style: str = "letters", system: str | None = None,
-                     progress=None) -> dict[str, scoring.Scored]:
-    """Chapter 3 answer-step scores of every question under `lm` (id → `Scored`; `.entropy` in nats)."""
+                     progress=None, fmt=None) -> dict[str, scoring.Scored]:
+    """Chapter 3 answer-step scores of every question under `lm` (id → `Scored`; `.entropy` in nats), prompts
+    in format `fmt` (`prompts.PromptFormat`; default the chat prompt)."""
     out: dict[str, scoring.Scored] = {}
-    for b, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system):
+    for b, scores in scoring.score_questions(lm, questions, batch_size=batch_size, style=style, system=system,
+                                             fmt=fmt):
         chunk = questions[b * batch_size: (b + 1) * batch_size]
         out.update({q.id: s for q, s in zip(chunk, scores)})
         if progress is not None:

@@ -50,7 +50,7 @@ def target_paths(params: Mapping, targets: tuple[str, ...]) -> list[str]:
     """Dotted paths of the kernels the targets name (`PROJECTIONS` entries, or regexes over full paths
     such as `layers\\.(0|1)\\.attn\\.q\\.kernel`). A target that matches no kernel is an error listing the
     projections this model has."""
-    kernels = [p for p in prm._flatten(params) if _KERNEL.fullmatch(p)]
+    kernels = [p for p in prm.flatten(params) if _KERNEL.fullmatch(p)]
     have = sorted({_KERNEL.fullmatch(p).group(3) for p in kernels})
     chosen: list[str] = []
     for t in targets:
@@ -67,7 +67,7 @@ def target_paths(params: Mapping, targets: tuple[str, ...]) -> list[str]:
 
 def init(key: jax.Array, params: Mapping, config: LoraConfig) -> dict[str, dict[str, jax.Array]]:
     """Adapters {path: {"a": [in, r], "b": [r, out]}} (float32): a ~ N(0, 1/in), b = 0."""
-    flat = prm._flatten(params)
+    flat = prm.flatten(params)
     out = {}
     for i, path in enumerate(target_paths(params, config.targets)):
         d_in, d_out = flat[path].shape
@@ -84,7 +84,7 @@ def spec(config: LoraConfig, adapters: Mapping) -> LoraSpec:
 def insert(params: Mapping, adapters: Mapping[str, Mapping[str, jax.Array]]) -> dict:
     """params (base layout) + adapters → the params of the decoder built with `spec`: each adapted Dense gets
     `lora_a` and `lora_b` next to its kernel. Pure; jittable."""
-    flat = dict(prm._flatten(params))
+    flat = dict(prm.flatten(params))
     for path, ab in adapters.items():
         stem = path.rsplit(".", 1)[0]
         flat[f"{stem}.lora_a"], flat[f"{stem}.lora_b"] = ab["a"], ab["b"]
@@ -101,12 +101,12 @@ def insert(params: Mapping, adapters: Mapping[str, Mapping[str, jax.Array]]) -> 
 
 def merge(params: Mapping, adapters: Mapping[str, Mapping[str, jax.Array]], scale: float) -> dict:
     """params with every adapted kernel replaced by W + scale · a @ b (in W's dtype). Pure; jittable."""
-    flat = dict(prm._flatten(params))
+    flat = dict(prm.flatten(params))
     for path, ab in adapters.items():
         w = flat[path]
         delta = jnp.matmul(ab["a"], ab["b"], precision=jax.lax.Precision.HIGHEST)
         flat[path] = (w.astype(jnp.float32) + scale * delta).astype(w.dtype)
-    return prm._unflatten(flat, params)
+    return prm.unflatten(flat, params)
 
 
 def count(adapters: Mapping) -> int:

@@ -83,7 +83,7 @@ class _Pins:
     def _pin(self, x, spec):
         if self.mesh is None:
             return x
-        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, shd._fit(spec, x.shape, self.mesh)))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, shd.fit_spec(spec, x.shape, self.mesh)))
 
     def rows(self, x):  # [B, C, D] hidden states (and their gradient)
         return self._pin(x, P(shd.BATCH))

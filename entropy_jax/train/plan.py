@@ -106,7 +106,10 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
     b["peak"] = b["argument"] + b["output"] - b["alias"] + b["temp"]
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, list | tuple) and cost else cost) or {}
-    count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
+
+    def count(tree):
+        return int(sum(x.size for x in jax.tree.leaves(tree)))
+
     return {
         "layers": cfg.num_layers, "model_layers": config.num_layers, "batch": batch, "seq_len": seq_len,
         "loss_slots": k, "accumulation": accumulation, "mesh": {a: int(n) for a, n in mesh.shape.items()},

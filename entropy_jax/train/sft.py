@@ -54,9 +54,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from entropy_jax.llm import sharding as shd
+from entropy_jax.llm.attention import Mask
 from entropy_jax.train import lora as lora_lib
 from entropy_jax.train.loss import chunked_nll
-from entropy_jax.train.packing import FIELDS, segment_mask
+from entropy_jax.train.packing import FIELDS
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRECISIONS = ("fp32", "bf16_master", "bf16")
@@ -124,7 +125,7 @@ def token_nll(graphdef, params, tokens_bt, positions_bt, segments_bt, loss_pos_b
     `constrain` pins each layer's activations (e.g. to the batch sharding), `mesh` the chunks of the
     chunked loss; `remat` is the decoder's per-layer transform, `scan_layers` runs the layers as a scan."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(tokens_bt, positions_bt, segment_mask(segments_bt), constrain=constrain, remat=remat,
+    h, _ = model.hidden(tokens_bt, positions_bt, Mask.segments(segments_bt), constrain=constrain, remat=remat,
                         scan=scan_layers)
     h_bkd = jnp.take_along_axis(h, loss_pos_bk[..., None], axis=1)
     if loss_chunk:

@@ -9,13 +9,21 @@ function of the epoch (the policies seed their shuffles by (seed, epoch)), which
 run see the same batches. Accounting per epoch: `tokens` (every non-padding position that went through the
 model), `loss_tokens` (the supervised completion positions: the paper's "processed tokens"), examples,
 rows, steps, padding.
+
+Resume is keyed by content: each checkpoint's meta holds a digest of every epoch's tokenized examples, the
+training settings (`configs.settings`) and the caller's `identity`; a resume that finds other examples (an
+edited data file, other teacher traces, another tokenizer), other settings or another identity refuses,
+naming what differs. A checkpoint that does not restore is skipped for the previous one
+(`Checkpointer.restore_latest`, with a note). OUT/train_log.jsonl is a `stores.JsonlStore`: a torn last line is
+cut away, and a resume cuts the rows written after the restored checkpoint, so the resumed log equals the
+uninterrupted run's line for line (wall-clock seconds stay in the history, not in the log).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,9 +31,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from entropy_jax import configs
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import sharding as shd
+from entropy_jax.stores import JsonlStore, ResumeError
 from entropy_jax.train import lora as lora_lib
 from entropy_jax.train import packing, sft
 from entropy_jax.train.checkpoint import Checkpointer, StopRequested
@@ -34,7 +45,8 @@ from entropy_jax.train.examples import Tokenized
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the optimizer's total steps are derived from the data)."""
+    """Training settings (the optimizer's total steps are derived from the data). Fields declared with
+    `configs.runtime` (checkpoint cadence) do not change the trained weights; a resume compares all others."""
 
     epochs: int = 3
     micro_batch: int = 4
@@ -71,12 +83,12 @@ class TrainConfig:
     lora: lora_lib.LoraConfig | None = None
     """None = full fine-tuning."""
     seed: int = 0
-    save_every: int = 0
+    save_every: int = configs.runtime(0)
     """Checkpoint every N optimizer steps (0: only at epoch ends and on SIGTERM/SIGINT)."""
-    checkpoint_epochs: bool = True
+    checkpoint_epochs: bool = configs.runtime(True)
     """Checkpoint at every epoch end. Off for sweeps of short runs (a 135M model's state is 1.6 GB, seconds
     to write); `save_every` and the SIGTERM/SIGINT checkpoint still apply."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = configs.runtime(2)
     min_loss_slots: int = 0
     """Lower bound on K (loss positions per row, `packing.slot_bucket`): the runs of a sweep that set the same
     value share one compiled train step although their supervision differs."""
@@ -204,19 +216,37 @@ def _put_batch(batch: dict, mesh):
     return {k: shd.place(v, s[k]) for k, v in fields.items()}
 
 
-def _truncate_log(path: Path, upto_step: int) -> None:
-    """Keep the log records of steps ≤ `upto_step` (those after the restored checkpoint are redone)."""
-    if not path.exists():
+def examples_digest(data: Sequence[tuple[Sequence[Tokenized], Any]]) -> str:
+    """SHA-256 (16 hex digits) of every epoch's examples in training order: ids, kinds, token ids and
+    completion masks. Equal digests = the same training data, whatever file or teacher it came from."""
+    h = hashlib.sha256()
+    for e, (seqs, _) in enumerate(data):
+        h.update(f"epoch {e} {len(seqs)}\n".encode())
+        for t in seqs:
+            h.update(f"{t.id}\0{t.kind}\0{len(t.ids)}\0".encode())
+            h.update(np.asarray(t.ids, np.int32).tobytes())
+            h.update(np.asarray(t.completion, bool).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_resume(meta: dict, want: dict, step: int, out: Path) -> None:
+    """Refuse a checkpoint made from other examples, settings or identity than this run's."""
+    what = {"examples": "the training examples (data, teacher traces, tokenizer or order)",
+            "train": "the training settings", "identity": "the run's inputs"}
+    differ = [k for k in want if meta.get(k) != want[k]]
+    if not differ:
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if rec.get("step", 0) <= upto_step:
-            keep.append(line)
-    path.write_text("".join(k + "\n" for k in keep))
+    detail = []
+    for k in differ:
+        if k == "train" and isinstance(meta.get(k), dict):
+            changed = [f for f in want[k] if meta[k].get(f) != want[k][f]]
+            detail.append(f"{what[k]} ({', '.join(f'{f}: {meta[k].get(f)!r} → {want[k][f]!r}' for f in changed)})")
+        elif k not in meta:
+            detail.append(f"{what[k]} (the checkpoint does not record them: made by an older version)")
+        else:
+            detail.append(what[k])
+    raise ResumeError(f"{out / 'checkpoints'}: checkpoint {step} was trained with other {'; '.join(detail)} than "
+                      "this run; resuming would mix them. Use another output directory, or delete it to start over")
 
 
 def _epoch_accounting(seqs: Sequence[Tokenized], lay: packing.Layout, n_steps: int, per_step: int) -> dict:
@@ -235,14 +265,18 @@ def _epoch_accounting(seqs: Sequence[Tokenized], lay: packing.Layout, n_steps: i
 
 def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainConfig, out: str | Path, *,
         evaluate: Callable[[Any, int], dict] | None = None, resume: bool = False, progress: bool = True,
-        extra_accounting: Callable[[int], dict] | None = None, stop_after_steps: int | None = None) -> dict:
+        extra_accounting: Callable[[int], dict] | None = None, stop_after_steps: int | None = None,
+        identity: Any = None) -> dict:
     """Train `lm` (its params are not modified) and return {"status", "history", "params", "run", ...}.
 
     Writes OUT/checkpoints/ (Orbax), OUT/train_log.jsonl (one record per step and per epoch) and, when
     `tensorboardX` or `torch.utils.tensorboard` imports, OUT/tensorboard/. `evaluate(params, epoch)` runs
-    after every epoch on the float32 params (LoRA merged). `resume=True` continues from the latest
-    checkpoint; without it an existing checkpoint directory is an error. `status` is "finished" or
-    "interrupted" (SIGTERM/SIGINT, or `stop_after_steps` optimizer steps in this call: for tests).
+    after every epoch on the float32 params (LoRA merged). `resume=True` continues from the newest checkpoint
+    that restores (`resumed` in the result: its step and the ones skipped, with why); without it an existing
+    checkpoint directory is an error. A checkpoint of other examples, training settings or `identity` (any
+    JSON value the caller wants compared, e.g. its inputs' digest) is refused (`stores.ResumeError`).
+    `status` is "finished" or "interrupted" (SIGTERM/SIGINT, or `stop_after_steps` optimizer steps in this
+    call: for tests).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,16 +285,23 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
     log_path = out / "train_log.jsonl"
     per_step = config.micro_batch * config.accumulation
     epoch, step_in_epoch, history = 0, 0, []
+    want = {"examples": examples_digest(run.data), "train": configs.settings(config), "identity": identity}
     latest = ckpt.latest()
     if latest is not None and not resume:
         raise FileExistsError(f"{out / 'checkpoints'} holds checkpoints (latest step {latest}): pass resume=True "
                               f"(--resume) to continue, or use another output directory")
-    if latest is not None:
-        run.state, meta = ckpt.restore(latest, run.state)
+    found = ckpt.restore_latest(run.state) if latest is not None else None
+    log = JsonlStore(log_path, required=("step",), writable=True)
+    resumed = None
+    if found is not None:
+        step0, run.state, meta, skipped = found
+        _check_resume(meta, want, step0, out)
         epoch, step_in_epoch, history = meta["epoch"], meta["step_in_epoch"], meta["history"]
-        _truncate_log(log_path, latest)
+        log.keep_rows(meta["log_rows"])  # the rows written after this checkpoint are redone
+        resumed = {"step": step0, "skipped": [{"step": b, "reason": why} for b, why in skipped]}
     elif log_path.exists():
         log_path.unlink()
+        log = JsonlStore(log_path, required=("step",), writable=True)
     writer = _tensorboard(out / "tensorboard")
     global_step = int(jax.device_get(run.state["step"]))
     steps_this_call = 0
@@ -268,10 +309,11 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
     bar = _bar(progress, run.total_steps, global_step)
 
     def save():
-        meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "history": history, "global_step": global_step}
+        meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "history": history, "global_step": global_step,
+                "log_rows": len(log.rows()), **want}
         ckpt.save(global_step, run.state, meta)
 
-    with StopRequested() as stop, log_path.open("a") as log:
+    with StopRequested() as stop:
         while epoch < config.epochs:
             seqs, lay = run.data[epoch]
             n_steps = packing.steps_per_epoch(lay, micro_batch=config.micro_batch, accumulation=config.accumulation)
@@ -285,8 +327,7 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
                 step_in_epoch += 1
                 steps_this_call += 1
                 rec = {"step": global_step, "epoch": epoch, "lr": float(lr), "tokens": batch["n_tokens"], **metrics}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                log.append([rec])
                 if writer is not None:
                     for k in ("loss", "grad_norm"):
                         writer.add_scalar(f"train/{k}", metrics[k], global_step)
@@ -312,8 +353,7 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
                 if writer is not None and "accuracy" in acct["eval"]:
                     writer.add_scalar("eval/accuracy", acct["eval"]["accuracy"], epoch + 1)
             history.append({"epoch": epoch, "step": global_step, **acct})
-            log.write(json.dumps({"step": global_step, "epoch_end": epoch, **acct}) + "\n")
-            log.flush()
+            log.append([{"step": global_step, "epoch_end": epoch, **{k: v for k, v in acct.items() if k != "seconds"}}])
             epoch, step_in_epoch = epoch + 1, 0
             if config.checkpoint_epochs:
                 save()
@@ -325,7 +365,7 @@ def fit(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: TrainC
             "total_steps": run.total_steps, "run": run,
             # traces (compilations) of the train step during this call; 0 when an earlier run compiled it
             "trace_counts": {"train_step": run.trace_counts["train_step"] - run.traces_before},
-            "signal": stop.signal}
+            "signal": stop.signal, "resumed": resumed}
 
 
 def _bar(progress: bool, total: int, initial: int):

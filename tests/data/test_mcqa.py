@@ -407,3 +407,46 @@ def test_benchmark_download_failure_says_how_to_pass_a_file(monkeypatch):
     with pytest.raises(mcqa.DatasetUnavailableError, match="no route to host.*GPQA is gated.*--data path.jsonl") as info:
         mcqa.load("gpqa")
     assert isinstance(info.value.__cause__, ConnectionError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unreadable and empty files: the error names the file (and the line), before any scoring.
+
+_GOOD_ROW = '{"id": "ok-1", "question": "q", "options": ["a", "b"], "answer": 0}'
+
+
+@pytest.mark.parametrize(
+    "name, content, line",
+    [
+        ("latin1.jsonl", (_GOOD_ROW + "\n" + '{"id": "x", "question": "Caf\xe9?", "options": ["a", "b"], '
+                          '"answer": 0}\n').encode("latin-1"), 2),
+        ("latin1.json", ('[\n' + _GOOD_ROW + ',\n{"id": "x", "question": "\xfcber", "options": ["a", "b"], '
+                         '"answer": 0}\n]').encode("latin-1"), 3),
+        ("latin1.csv", "question,A,B,answer\nq,a,b,0\nr\xe9,a,b,1\n".encode("latin-1"), 3),
+    ],
+)
+def test_non_utf8_files_name_file_and_line(tmp_path, name, content, line):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line {line}: not UTF-8 text")):
+        mcqa.load(path)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("empty.jsonl", ""), ("blank.jsonl", "\n  \n\n"), ("empty.json", "[]"), ("header.csv", "question,A,B,answer\n")],
+)
+def test_files_without_questions_are_an_error_not_an_empty_run(tmp_path, name, text):
+    path = _write(tmp_path / name, text)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: no questions")):
+        mcqa.load(path)
+
+
+def test_jsonl_with_crlf_and_bom_still_loads_with_line_numbers(tmp_path):
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(("\ufeff" + _GOOD_ROW + "\r\n\r\n" + '{"question": "r", "options": ["a"], "answer": 0}\r\n')
+                     .encode("utf-8"))
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: ") + ".*at least 2 options"):
+        mcqa.load(path)
+    path.write_bytes(("\ufeff" + _GOOD_ROW + "\r\n").encode("utf-8"))
+    assert [q.id for q in mcqa.load(path)] == ["ok-1"]

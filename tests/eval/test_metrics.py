@@ -396,7 +396,7 @@ def test_public_api_is_exported():
 
 
 def test_report_and_reliability_are_written_by_launch_write_json(rng, tmp_path):
-    from launch._common import write_json
+    from entropy_jax.stores import write_json
 
     u, correct = _qa(rng, 40)
     result = {
@@ -409,3 +409,36 @@ def test_report_and_reliability_are_written_by_launch_write_json(rng, tmp_path):
     assert back["one_class"]["h"]["roc_auc"] is None  # NaN → null
     assert back["error_detection"]["h"]["roc_auc"] == pytest.approx(roc_auc(u, ~correct))
     assert len(back["reliability"]["count"]) == 15
+
+
+def test_score_row_metrics_drop_a_signal_some_rows_lack():
+    """`mcqa_run.compute_metrics` on rows without entropy (lm-eval samples of another backend) or without option
+    probabilities (generation samples): the missing signal is left out everywhere and named; the rest equal
+    the metrics of the same rows with the signal removed from `SIGNALS` by hand."""
+    from entropy_jax.eval import mcqa_run
+
+    rng = np.random.default_rng(0)
+    n = 40
+    rows = [{"correct": bool(c), "entropy": float(e), "max_prob": float(p), "margin": float(m),
+             "label_entropy": float(h), "label_mass": 0.9, "stratum": ("knowledge", "reasoning")[i % 2]}
+            for i, (c, e, p, m, h) in enumerate(zip(rng.random(n) < 0.6, rng.random(n), 0.25 + 0.75 * rng.random(n),
+                                                     rng.random(n), rng.random(n)))]
+    full = mcqa_run.compute_metrics(rows, n_boot=30)
+    assert full["dropped_signals"] == {} and full["overall"]["mean_entropy"] == pytest.approx(
+        np.mean([r["entropy"] for r in rows]))
+    no_entropy = [dict(r, entropy=None) for r in rows]
+    got = mcqa_run.compute_metrics(no_entropy, n_boot=30)
+    assert list(got["dropped_signals"]) == ["entropy"] and "40 of 40 rows" in got["dropped_signals"]["entropy"]
+    for block, ref in [(got["overall"], full["overall"])] + [(got["by_stratum"][s], full["by_stratum"][s])
+                                                             for s in ("knowledge", "reasoning")]:
+        assert block["mean_entropy"] is None and "entropy" not in block["error_detection"]
+        assert block["error_detection"] == {k: v for k, v in ref["error_detection"].items() if k != "entropy"}
+        assert block["ece_15"] == ref["ece_15"] and block["accuracy"] == ref["accuracy"]
+    one_missing = [dict(r, entropy=None) if i == 3 else r for i, r in enumerate(rows)]
+    assert "1 of 40 rows" in mcqa_run.compute_metrics(one_missing, n_boot=30)["dropped_signals"]["entropy"]
+    generation = [dict(r, max_prob=None, margin=None, label_entropy=None, label_mass=None) for r in rows]
+    gen = mcqa_run.compute_metrics(generation, n_boot=30)
+    assert set(gen["dropped_signals"]) == {"1 - max_prob", "-margin", "label_entropy"}
+    assert gen["overall"]["ece_15"] is None and gen["overall"]["reliability"] is None
+    assert gen["overall"]["error_detection"] == {"entropy": full["overall"]["error_detection"]["entropy"]}
+    assert "| – |" in mcqa_run.markdown(gen) and "| – | " in mcqa_run.markdown(got)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from entropy_jax._validate import ConfigError
 from entropy_jax.data import mcqa
+from entropy_jax.eval import strata
 from launch import annotate_strata as an
 from launch import mcqa_entropy
 from tests.llm.conftest import build, char_tokenizer
@@ -17,9 +20,9 @@ pytestmark = pytest.mark.entry
 def test_parse_takes_the_last_bracketed_rating_and_rejects_out_of_range():
     text = ("It needs arithmetic. [knowledge: yes] ... on reflection [Knowledge: NO] [reasoning: yes] "
             "[steps: medium] [confidence: 85%]")
-    assert an.parse(text) == {"knowledge": "no", "reasoning": "yes", "steps": "medium", "confidence": 85.0}
-    assert an.parse("[confidence: 140]")["confidence"] is None
-    assert an.parse("The answer is B.") == {"knowledge": None, "reasoning": None, "steps": None, "confidence": None}
+    assert strata.parse(text) == {"knowledge": "no", "reasoning": "yes", "steps": "medium", "confidence": 85.0}
+    assert strata.parse("[confidence: 140]")["confidence"] is None
+    assert strata.parse("The answer is B.") == {"knowledge": None, "reasoning": None, "steps": None, "confidence": None}
 
 
 @pytest.mark.parametrize("ratings, expected", [
@@ -31,7 +34,7 @@ def test_parse_takes_the_last_bracketed_rating_and_rejects_out_of_range():
     ({"knowledge": None, "reasoning": "yes"}, "unparsed"),
 ])
 def test_stratum_rule(ratings, expected):
-    assert an.stratum(ratings) == expected
+    assert strata.stratum(ratings) == expected
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +70,53 @@ def test_judge_modes_write_labels_and_metrics(setup, tmp_path, mode):
             assert r["judge_stratum"] in ("knowledge", "reasoning")
     else:  # a random model's text: labels are whatever parses (usually nothing); the raw text is kept
         assert all(isinstance(r["judge_output"], str) for r in rows)
-    assert "Judge replies parsed" in an.markdown(result)
+    assert "Judge replies parsed" in strata.markdown(result)
 
 
 def test_missing_scores_and_bad_mode(setup, tmp_path):
     model, data, _ = setup
-    with pytest.raises(FileNotFoundError, match="run launch.mcqa_entropy first"):
+    with pytest.raises(ConfigError, match="--scores: no such file .run launch.mcqa_entropy first"):
         an.main(an.Config(judge=str(model), data=str(data), out=tmp_path, scores=tmp_path / "none.jsonl",
                           progress=False))
-    with pytest.raises(ValueError, match="mode 'vote'"):
+    with pytest.raises(ConfigError, match="--mode: must be one of generate, probe .got 'vote'"):
         an.main(an.Config(judge=str(model), mode="vote", data=str(data), out=tmp_path, progress=False))
+
+
+def test_plain_judge_reads_yes_no_after_answer_and_its_format_is_a_setting(setup, tmp_path, monkeypatch):
+    """`--prompt plain --instruction TEXT` in probe mode: every probe is the plain text ending in "Answer:", the
+    judge run works on it, and the same --out refuses another format."""
+    model, data, _ = setup
+    seen = []
+    real = strata.scoring.score_batch
+
+    def spy(lm, texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(lm, texts, *args, **kwargs)
+
+    monkeypatch.setattr(strata.scoring, "score_batch", spy)
+    cfg = an.Config(judge=str(model), mode="probe", data=str(data), out=tmp_path, batch_size=4, n_boot=20,
+                    progress=False, prompt="plain", instruction="You rate questions.")
+    result = an.main(cfg)
+    assert result["n"] == 6 and result["settings"]["prompt"] == "plain"
+    assert len(seen) == 12 and all(t.startswith("You rate questions.\n\nQuestion: ") and t.endswith("\nAnswer:")
+                                   for t in seen)
+    assert not any("<|im_start|>" in t for t in seen)
+    with pytest.raises(ValueError, match="other settings"):
+        an.main(dataclasses.replace(cfg, prompt="chat"))
+
+
+def test_scores_of_other_questions_are_an_error_naming_the_mismatch(setup, tmp_path):
+    model, data, scores = setup
+    other = tmp_path / "other.jsonl"
+    mcqa.save_jsonl(mcqa.load("demo", limit=20)[10:], other)  # none of the scored ids
+    cfg = dict(judge=str(model), mode="probe", scores=scores, batch_size=4, n_boot=20, progress=False)
+    with pytest.raises(ConfigError, match=rf"--scores: {scores} shares no question ids with --data {other}"):
+        an.main(an.Config(data=str(other), out=tmp_path / "a", **cfg))
+    assert not (tmp_path / "a").exists()
+    questions = mcqa.load(str(data))
+    questions[0] = dataclasses.replace(questions[0], answer=(questions[0].answer + 1) % len(questions[0].options))
+    mcqa.save_jsonl(questions, other)  # the same ids, one scored in another version
+    with pytest.raises(ConfigError, match=rf"--scores: .*other versions of 1 questions .*: {questions[0].id}"):
+        an.main(an.Config(data=str(other), out=tmp_path / "b", **cfg))
+    with pytest.raises(ConfigError, match=r"--batch-size: must be an integer >= 1"):
+        an.main(an.Config(data=str(data), out=tmp_path / "c", **(cfg | {"batch_size": 0})))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,12 +16,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from entropy_jax.train import LoraConfig, TrainConfig
 from launch import finetune, frontier
 from tests.train.conftest import tiny_chat_model
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = dict(train_limit=12, eval_size=8, epochs=2, batch_size=2, seq_len=512, lr=2e-3, score_batch=4, progress=False,
-             data_axis=1)
+SMALL_TRAIN = TrainConfig(epochs=2, micro_batch=2, seq_len=512, lr=2e-3)
+SMALL = dict(train_limit=12, eval_size=8, score_batch=4, progress=False, data_axis=1, train=SMALL_TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +116,9 @@ def test_gated_run_with_a_model_teacher_writes_everything_and_exports(models, tm
 
 def _launch(out: Path, student: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "launch.finetune", "--student", str(student), "--policy", "distill", "--out", str(out),
-           "--train-limit", "12", "--eval-size", "8", "--epochs", "2", "--batch-size", "1", "--seq-len", "512",
-           "--lr", "2e-3", "--score-batch", "4", "--save-every", "1", "--no-progress", "--no-export",
-           "--data-axis", "1", *extra]
+           "--train-limit", "12", "--eval-size", "8", "--train.epochs", "2", "--train.micro-batch", "1",
+           "--train.seq-len", "512", "--train.lr", "2e-3", "--score-batch", "4", "--train.save-every", "1",
+           "--no-progress", "--no-export", "--data-axis", "1", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -141,8 +143,8 @@ def test_kill_9_then_sigterm_then_resume_ends_with_the_uninterrupted_params(mode
     import orbax.checkpoint as ocp
 
     student, _ = models
-    common = dict(policy="distill", train_limit=12, eval_size=8, epochs=2, batch_size=1, seq_len=512, lr=2e-3,
-                  score_batch=4, save_every=1, progress=False, export=False, data_axis=1)
+    common = dict(policy="distill", train_limit=12, eval_size=8, score_batch=4, progress=False, export=False,
+                  data_axis=1, train=TrainConfig(epochs=2, micro_batch=1, seq_len=512, lr=2e-3, save_every=1))
     full = finetune.main(finetune.Config(student=str(student), out=tmp_path / "full", **common))
     assert full["global_step"] >= 8
 
@@ -186,7 +188,8 @@ def test_kill_9_then_sigterm_then_resume_ends_with_the_uninterrupted_params(mode
 
     # a resumed run must keep the settings of the run it continues
     with pytest.raises(ValueError, match="other settings"):
-        finetune.main(finetune.Config(student=str(student), out=cut, resume=True, **(common | {"lr": 1e-3})))
+        finetune.main(finetune.Config(student=str(student), out=cut, resume=True,
+                                      **(common | {"train": dataclasses.replace(common["train"], lr=1e-3)})))
 
 
 @pytest.mark.entry
@@ -195,14 +198,18 @@ def test_bad_inputs_are_clear_errors(models, tmp_path):
     no_answers = tmp_path / "no_answers.jsonl"
     no_answers.write_text('{"id": "a", "question": "2 + 2?", "options": ["3", "4"]}\n')
     with pytest.raises(ValueError, match=r"no_answers.jsonl, line 1: missing field 'answer'"):
-        finetune.main(finetune.Config(student=str(student), train=str(no_answers), out=tmp_path / "a", **SMALL))
+        finetune.main(finetune.Config(student=str(student), train_data=str(no_answers), out=tmp_path / "a", **SMALL))
     with pytest.raises(ValueError, match=r"LoRA target 'qkv_proj' matches no parameter"):
-        finetune.main(finetune.Config(student=str(student), out=tmp_path / "b", lora_rank=4,
-                                      lora_targets=("q", "qkv_proj"), **SMALL))
+        lora = LoraConfig(rank=4, targets=("q", "qkv_proj"))
+        finetune.main(finetune.Config(student=str(student), out=tmp_path / "b",
+                                      **(SMALL | {"train": dataclasses.replace(SMALL_TRAIN, lora=lora)})))
     with pytest.raises(ValueError, match="hard band is empty"):
         finetune.main(finetune.Config(student=str(student), out=tmp_path / "c", threshold=1e9, **SMALL))
-    with pytest.raises(ValueError, match="unknown --policy 'cot'"):
+    with pytest.raises(ValueError, match="--policy: must be one of .*got 'cot'"):
         finetune.main(finetune.Config(student=str(student), out=tmp_path / "d", policy="cot", **SMALL))
+    with pytest.raises(ValueError, match="--sweep: no such directory"):
+        frontier.main(frontier.Config(sweep=tmp_path / "empty", progress=False))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no launch.finetune runs"):
         frontier.main(frontier.Config(sweep=tmp_path / "empty", progress=False))
 

@@ -1,4 +1,4 @@
-"""launch.generate end to end on the embedded SmolLM2, and launch.distributed's start-up rules."""
+"""launch.generate end to end on the embedded SmolLM2, and the multi-host start-up rules (entropy_jax.runtime)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from launch import distributed, generate
+from entropy_jax import runtime
+from launch import generate
 
 CLUSTER_ENV = ("ENTROPY_JAX_DISTRIBUTED", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_NTASKS",
                "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_SIZE", "TPU_PROCESS_ADDRESSES", "TPU_WORKER_HOSTNAMES")
@@ -44,10 +45,10 @@ def test_generate_main_returns_and_writes_completion_with_entropy(tmp_path):
 
 
 def test_mesh_from_flags():
-    assert distributed.mesh_from_flags() is None
-    assert distributed.mesh_from_flags(1, 1, 1) is None
-    assert dict(distributed.mesh_from_flags(2, 2, 2).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
-    assert dict(distributed.mesh_from_flags(1, -1, 2).shape) == {"data": 1, "fsdp": 4, "tensor": 2}
+    assert runtime.mesh_from_flags() is None
+    assert runtime.mesh_from_flags(1, 1, 1) is None
+    assert dict(runtime.mesh_from_flags(2, 2, 2).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert dict(runtime.mesh_from_flags(1, -1, 2).shape) == {"data": 1, "fsdp": 4, "tensor": 2}
 
 
 @pytest.fixture
@@ -56,29 +57,29 @@ def no_cluster(monkeypatch):
     for name in CLUSTER_ENV:
         monkeypatch.delenv(name, raising=False)
     calls = []
-    monkeypatch.setattr(distributed.jax.distributed, "is_initialized", lambda: bool(calls))
-    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(runtime.jax.distributed, "is_initialized", lambda: bool(calls))
+    monkeypatch.setattr(runtime.jax.distributed, "initialize", lambda **kw: calls.append(kw))
     return calls
 
 
 def test_initialize_does_nothing_on_a_single_machine(no_cluster, monkeypatch):
-    assert distributed.detect() is None
-    assert distributed.initialize() is False and distributed.initialize(False) is False
+    assert runtime.detect() is None
+    assert runtime.initialize() is False and runtime.initialize(False) is False
     # An sbatch script sees SLURM_NTASKS but runs one process: only an srun step means several.
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")
-    assert distributed.initialize() is False
+    assert runtime.initialize() is False
     monkeypatch.setenv("SLURM_STEP_NODELIST", "node[01-04]")
     monkeypatch.setenv("ENTROPY_JAX_DISTRIBUTED", "0")  # the explicit opt-out wins
-    assert distributed.initialize() is False
+    assert runtime.initialize() is False
     assert no_cluster == []
 
 
 def test_initialize_when_asked_or_in_a_cluster_and_only_once(no_cluster, monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("SLURM_STEP_NODELIST", "node[01-04]")
-    assert distributed.detect() and distributed.initialize() is True
-    assert distributed.initialize(True) is True  # idempotent: JAX is initialised already
+    assert runtime.detect() and runtime.initialize() is True
+    assert runtime.initialize(True) is True  # idempotent: JAX is initialised already
     assert no_cluster == [{}]
 
     no_cluster.clear()
@@ -86,7 +87,7 @@ def test_initialize_when_asked_or_in_a_cluster_and_only_once(no_cluster, monkeyp
         monkeypatch.delenv(name)
     monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
     monkeypatch.setenv("JAX_PROCESS_ID", "1")  # JAX itself reads only JAX_COORDINATOR_ADDRESS
-    assert distributed.initialize() is True
+    assert runtime.initialize() is True
     assert no_cluster == [{"num_processes": 2, "process_id": 1}]
 
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from entropy_jax import _validate as check
+from entropy_jax.stores import Partial
 from launch import maxent_regimes, maxent_table1, reproduce
-from launch._common import Partial
 
 ROW_KEYS = {"M", "bayes_mixture", "bayes_single", "ml_bopt", "b_opt", "ml_b1", "maxent1",
             "maxent1_shrunk", "xi_opt"}
@@ -101,3 +102,73 @@ def test_reproduce_quick_writes_the_report(tmp_path):
         assert (tmp_path / fig).stat().st_size > 0, fig
     with pytest.raises(ValueError, match="unknown sections"):
         reproduce.main(reproduce.Config(out=tmp_path, sections=("Chapter 9",)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags are checked before any work: a ConfigError naming the flag, and no output directory.
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"ms": ()}, "--ms: needs at least one value"),
+        ({"ms": (3, 0)}, r"--ms: must be an integer >= 1 \(got 0\)"),
+        ({"ms": (3, 3)}, "--ms: lists 3 twice"),
+        ({"priors": 0}, r"--priors: must be an integer >= 1 \(got 0\)"),
+        ({"samples": -5}, r"--samples: must be an integer >= 1 \(got -5\)"),
+        ({"seed": -1}, "--seed: must be an integer in"),
+        ({"n": 1}, "--n: must be an integer >= 2"),
+        ({"alpha0": 0.0}, r"--alpha0: must be a number > 0 \(got 0.0\)"),
+        ({"eps": float("nan")}, "--eps: must be a finite number"),
+    ],
+)
+def test_table1_flags_are_checked_before_any_work(tmp_path, kw, message):
+    out = tmp_path / "run"
+    with pytest.raises(check.ConfigError, match=message):
+        maxent_table1.main(maxent_table1.Config(out=out, progress=False, **kw))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"regime": "everything"}, "--regime: must be one of all, near_uniform, encodings, moments"),
+        ({"alphas": (0.5, -1.0)}, r"--alphas: must be a number > 0 \(got -1.0\)"),
+        ({"alphas": ()}, "--alphas: needs at least one value"),
+        ({"encodings": ("linear", "sideways")}, "--encodings: must be one of linear, log, cubic, exp, permuted"),
+        ({"ms": ()}, "--ms: needs at least one value"),
+        ({"priors": 0}, "--priors"),
+    ],
+)
+def test_regimes_flags_are_checked_before_any_work(tmp_path, kw, message):
+    out = tmp_path / "run"
+    with pytest.raises(check.ConfigError, match=message):
+        maxent_regimes.main(maxent_regimes.Config(out=out, progress=False, **kw))
+    assert not out.exists()
+
+
+def test_out_must_be_a_directory(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(check.ConfigError, match="--out: .*exists and is not a directory"):
+        maxent_table1.main(maxent_table1.Config(out=tmp_path / "file" / "run", progress=False))
+
+
+def test_damaged_files_in_out_are_named(tmp_path):
+    partial = tmp_path / "table1.partial.json"
+    partial.write_text('{"settings": {"priors": 1')
+    with pytest.raises(check.ConfigError, match=re.escape(f"--resume: {partial}, line 1: invalid JSON")):
+        maxent_table1.main(maxent_table1.Config(out=tmp_path, progress=False))
+    (tmp_path / "regimes.json").write_bytes(b'{"near_uniform": "\xff"}')
+    with pytest.raises(check.ConfigError, match=re.escape(f"--out: {tmp_path / 'regimes.json'}, line 1: not UTF-8")):
+        maxent_regimes.main(maxent_regimes.Config(out=tmp_path, progress=False))
+
+
+@pytest.mark.entry
+def test_cli_reports_a_bad_flag_without_a_traceback(repo_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.maxent_table1", "--ms", "--out", str(tmp_path / "run")],
+        cwd=repo_root, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: --ms: needs at least one value (a list of integers) (got [])"
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from entropy_jax._validate import ConfigError
 from entropy_jax.data import mcqa
+from entropy_jax.thinking import matrix
 from launch import thinker_answerer as ta
 from tests.thinking.test_thinking import thinking_model
 from tests.train.conftest import tiny_chat_model
@@ -45,7 +48,7 @@ def test_matrix_end_to_end_resume_and_cache(model_dirs, tmp_path, monkeypatch):
     np.testing.assert_allclose(mat["column_means"], acc.mean(0))
     for i, t in enumerate(th):
         for j, a in enumerate(an):
-            f = out / "pairs" / f"{ta.tr.file_name(t)}__{ta.tr.file_name(a)}.jsonl"
+            f = matrix.pair_path(out, t, a)
             rows = [json.loads(line) for line in f.read_text().splitlines()]
             assert [r["id"] for r in rows] == [q.id for q in mcqa.load("demo", limit=6)]
             assert acc[i, j] == pytest.approx(np.mean([r["correct"] for r in rows]))
@@ -57,12 +60,12 @@ def test_matrix_end_to_end_resume_and_cache(model_dirs, tmp_path, monkeypatch):
     llama_t, qwen_t = table[model_dirs["llama"]], table[model_dirs["qwen3"]]
     assert llama_t["mode"] == "cot" and qwen_t["mode"] == "think"
     assert 0 < llama_t["mean_tokens"] <= 12 and llama_t["generated_tokens"] > 0 and llama_t["mean_entropy"] > 0
-    cache = out / "traces" / f"{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    cache = matrix.trace_path(out, model_dirs["llama"])
     assert len(cache.read_text().splitlines()) == 6
     assert first["generated_tokens"] == llama_t["generated_tokens"] + qwen_t["generated_tokens"]
 
     # kill mid-pair: drop the last batch of one pair and half a line; a re-run restores exactly that
-    victim = out / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    victim = matrix.pair_path(out, "gold", model_dirs["llama"])
     whole = victim.read_text()
     lines = whole.splitlines()
     victim.write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
@@ -89,7 +92,7 @@ def test_long_traces_are_truncated_and_recorded(model_dirs, tmp_path):
     cfg = _config(tmp_path / "cut", model_dirs, thinkers="gold,none", answerers=model_dirs["llama"], limit=4,
                   answer_context=400)
     summary = ta.main(cfg)
-    pair = tmp_path / "cut" / "pairs" / f"gold__{ta.tr.file_name(model_dirs['llama'])}.jsonl"
+    pair = matrix.pair_path(tmp_path / "cut", "gold", model_dirs["llama"])
     rows = [json.loads(line) for line in pair.read_text().splitlines()]
     cut = [r for r in rows if r["truncated"]]
     assert [r["id"] for r in cut] == ["reas-0001", "reas-0002"] and summary["matrix"]["truncated"][0][0] == 2
@@ -97,15 +100,15 @@ def test_long_traces_are_truncated_and_recorded(model_dirs, tmp_path):
         assert r["n_prompt_tokens"] <= 399 and r["dropped_tokens"] > 0
         assert f"the first {r['dropped_tokens']} tokens of this analysis were cut" in r["prompt"]
     assert summary["matrix"]["truncated"][1][0] == 0
-    assert "cut)" in ta.markdown(summary)
+    assert "cut)" in matrix.markdown(summary)
 
 
 def test_bad_inputs(model_dirs, tmp_path):
-    with pytest.raises(ValueError, match="answerer 'gold' is a trace source"):
+    with pytest.raises(ConfigError, match="--answerers: 'gold' is a trace source"):
         ta.main(_config(tmp_path / "a", model_dirs, answerers="gold"))
     with pytest.raises(ValueError, match="names the same model twice"):
         ta.main(_config(tmp_path / "b", model_dirs, thinkers="none,none"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="--data: question file not found"):
         ta.main(_config(tmp_path / "c", model_dirs, data=str(tmp_path / "missing.jsonl")))
     ta.main(_config(tmp_path / "d", model_dirs, thinkers="none", answerers=model_dirs["llama"], limit=4))
     with pytest.raises(ValueError, match="holds pairs made with other settings"):
@@ -126,3 +129,54 @@ def test_report_section(model_dirs, tmp_path):
     assert (tmp_path / "shuffle" / "matrix.png").stat().st_size > 0
     summary = json.loads((tmp_path / "shuffle" / "summary.json").read_text())
     assert summary["n_questions"] == 6 and summary["thinker_table"][model_dirs["llama"]]["max_tokens"] <= 8
+
+
+def test_answerers_in_the_mmlu_format_with_examples(model_dirs, tmp_path):
+    """`--prompt mmlu --instruction none --fewshot FILE`: the answerers read lm-eval's MMLU text with the trace
+    before "Answer:" (place user), the format is in the settings, and another format in the same --out is
+    refused."""
+    shots = tmp_path / "shots.jsonl"
+    # without a subject: shown before every question (examples with one go to their subject's questions only)
+    mcqa.save_jsonl([dataclasses.replace(q, subject=None) for q in mcqa.load("demo")[-2:]], shots)
+    cfg = _config(tmp_path / "run", model_dirs, thinkers="none,gold", answerers=model_dirs["llama"], limit=4,
+                  prompt="mmlu", instruction="none", fewshot=shots)
+    summary = ta.main(cfg)
+    assert summary["settings"]["prompt"] == "mmlu" and summary["settings"]["fewshot_examples"]["ids"]
+    gold = [json.loads(line) for line in matrix.pair_path(cfg.out, "gold", model_dirs["llama"]).read_text().splitlines()]
+    none = [json.loads(line) for line in matrix.pair_path(cfg.out, "none", model_dirs["llama"]).read_text().splitlines()]
+    for q, g, n in zip(mcqa.load("demo", limit=4), gold, none):
+        assert g["place"] == n["place"] == "user" and g["prompt"].endswith("\nAnswer:")
+        assert "<|im_start|>" not in g["prompt"] and g["prompt"].count("\nAnswer:") == 3  # two examples
+        assert f"Here is a step-by-step analysis of the question:\n{q.rationale.strip()}\nAnswer:" in g["prompt"]
+        assert n["prompt"].startswith(f"The following are multiple choice questions (with answers) about {q.subject}")
+    with pytest.raises(ValueError, match="other settings"):
+        ta.main(dataclasses.replace(cfg, prompt="plain"))
+
+
+def test_changed_models_and_over_long_questions_are_refused_before_work(model_dirs, tmp_path):
+    import shutil
+
+    from entropy_jax.stores import ResumeError
+
+    copy = tmp_path / "llama"
+    shutil.copytree(model_dirs["llama"], copy)
+    out = tmp_path / "run"
+    ta.main(_config(out, model_dirs, thinkers="none", answerers=str(copy), limit=4))
+    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    with pytest.raises(ResumeError, match=rf"model {copy}: files.config.json: sha256:\w+ → sha256:\w+ \(made from it: "
+                                          r"pairs/none-\w+__"):
+        ta.main(_config(out, model_dirs, thinkers="none", answerers=str(copy), limit=4))
+    # a thinker budget the context cannot hold: every question named before any work, nothing written
+    with pytest.raises(ConfigError, match=r"--data: 4 questions do not fit some model's context: .*thinker prompt "
+                                          r"\d+ \+ 1000 new tokens > 1024"):
+        ta.main(_config(tmp_path / "long", model_dirs, thinkers=model_dirs["llama"], answerers=model_dirs["llama"],
+                        limit=4, max_think_tokens=1000))
+    assert not (tmp_path / "long").exists()
+    # answerer prompts of 249-289 tokens against a context of 265: left out with --skip-long, counted
+    short = dict(thinkers="none", answerers=model_dirs["llama"], limit=4, answer_context=265)
+    with pytest.raises(ConfigError, match=r"answer prompt \d+ >= context 265"):
+        ta.main(_config(tmp_path / "ctx", model_dirs, **short))
+    summary = ta.main(_config(tmp_path / "ctx", model_dirs, skip_long=True, **short))
+    assert 0 < summary["n_skipped"] < 4 and summary["n_questions"] == 4 - summary["n_skipped"]
+    with pytest.raises(ConfigError, match=r"--think-mode: must be one of auto, cot, think"):
+        ta.main(_config(tmp_path / "x", model_dirs, think_mode="deep"))

@@ -21,7 +21,8 @@ COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden
 
 # Each family with the feature that distinguishes it switched on: llama3 rope scaling (Llama 3.x), q/k/v
 # biases (Qwen2), q/k norms and head_dim ≠ D/H (Qwen3), partial rotary + longrope (Phi-3/4) whose
-# original context (16) is short enough that generation crosses into the long factors.
+# original context (16) is short enough that generation crosses into the long factors, explicit head_dim and
+# a sliding window (Mistral), YaRN scaling over an original context (16) shorter than the sequences (Qwen3).
 FAMILIES = {
     "llama": ("LlamaConfig", dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
@@ -34,6 +35,10 @@ FAMILIES = {
                                 rope_scaling={"type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.3, 1.5, 2.0],
                                               "long_factor": [2.0, 2.5, 3.0, 4.0, 5.0, 6.0]})),
     "phi3_window": ("Phi3Config", dict(sliding_window=6)),
+    "mistral": ("MistralConfig", dict(head_dim=32, sliding_window=7)),
+    "qwen3_yarn": ("Qwen3Config", dict(head_dim=32, max_position_embeddings=64,
+                                       rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                     "original_max_position_embeddings": 16})),
 }
 
 

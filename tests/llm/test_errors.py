@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,3 +97,20 @@ def test_bad_token_inputs(tiny_llama):
         lm.generate([[3, 4]], top_p=0.0)
     with pytest.raises(ValueError, match="no tokenizer"):
         lm.generate(["text needs a tokenizer"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"model_type": "llama",\n "hidden_size": 64,\n', r"config.json, line 3: invalid JSON"),
+        (b'{"model_type": "llama", "name": "caf\xe9"}', r"config.json, line 1: not UTF-8 text"),
+        (b'["llama"]', r"config.json: expected a JSON object; got list"),
+        (b'{"model_type": "llama", "vocab_size": 10}', r"config.json: missing field 'num_attention_heads'"),
+        (b'{"model_type": "llama", "num_attention_heads": "four"}', r"config.json: malformed field"),
+    ],
+)
+def test_malformed_config_json_names_the_file(tmp_path, content, message):
+    # No weights needed: the config is read (and refused) before any tensor.
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path)) + ".*" + message):
+        llm.load(tmp_path, tokenizer=False)

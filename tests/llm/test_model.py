@@ -63,7 +63,7 @@ def test_forward_jit_equals_no_jit(tiny, rng):
 def test_nucleus_sampling_frequencies(key):
     logits = jnp.log(jnp.array([[0.4, 0.25, 0.15, 0.1, 0.06, 0.04]]))
     keys = jax.random.split(key, 40000)
-    draw = jax.jit(jax.vmap(lambda k, t, p: gen._choose(logits, k, t, p, False)[0], in_axes=(0, None, None)))
+    draw = jax.jit(jax.vmap(lambda k, t, p: gen.choose(logits, k, t, p, False)[0], in_axes=(0, None, None)))
     # top_p = 0.75: the nucleus is {0.4, 0.25, 0.15} (mass before the third token 0.65 < 0.75), renormalised
     freq = np.bincount(np.asarray(draw(keys, 1.0, 0.75)), minlength=6) / len(keys)
     np.testing.assert_allclose(freq, [0.5, 0.3125, 0.1875, 0, 0, 0], atol=0.01)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import entropy_jax.llm as llm
-from entropy_jax.llm import scoring
+from entropy_jax.data import mcqa
+from entropy_jax.llm import prompts, scoring
 from tests.llm.conftest import reference
 
 QUESTIONS = [
@@ -65,10 +66,36 @@ def test_label_variants_are_read_from_the_prompt_encoding():
             return {"input_ids": ids}
 
     assert scoring.label_token_ids(SpaceMerging(), "Answer:", ["A", "B"]) == [[65, 165], [66, 166]]
-    with pytest.raises(ValueError, match="27 options but only 26"):
+    # one option_labels for the data and the prompts: up to 26 in both styles
+    assert scoring.option_labels is prompts.option_labels is mcqa.option_labels
+    with pytest.raises(ValueError, match="27 options, but the letters style has only 26"):
         scoring.option_labels(27)
-    with pytest.raises(ValueError, match="single-digit"):
-        scoring.option_labels(10, "numbers")
+    assert prompts.option_labels(10, "numbers")[-2:] == ("9", "10")
+    # "10" has no single-token spelling in a character vocabulary: it is read as the sequence "1", "0"
+    assert scoring.label_token_ids(SpaceMerging(), "Answer:", ["1", "10"]) == [[49], [(49, 48)]]
+
+
+def test_ten_number_labels_are_scored_as_disjoint_token_sequences(tiny_chat):
+    """MMLU-Pro has 10 options; with number labels "10" is two tokens of a digit-splitting vocabulary. Its
+    probability is p("1") · p("0" | "1"), and label "1" keeps p("1") · (1 − p("0" | "1")) — checked against
+    transformers-torch's two forward passes."""
+    directory = tiny_chat("llama")
+    lm, ref = llm.load(directory), reference(directory)
+    q = types.SimpleNamespace(question="Pick the tenth.", options=[f"option {i}" for i in range(1, 11)])
+    (_, (s,)), = scoring.score_questions(lm, [q], batch_size=2, style="numbers")
+    assert "10. option 10" in s.prompt and "1, 2, 3, 4, 5, 6, 7, 8, 9 or 10" in s.prompt
+    tok = lm.tokenizer
+    ids = tok(s.prompt, add_special_tokens=False)["input_ids"]
+    digit = {d: tok.convert_tokens_to_ids(str(d)) for d in range(10)}
+    with torch.no_grad():
+        p0 = torch.softmax(ref(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1).numpy()
+        p1 = torch.softmax(ref(input_ids=torch.tensor([ids + [digit[1]]])).logits[0, -1].double(), -1).numpy()
+    p = np.array([p0[digit[1]] * (1 - p1[digit[0]])] + [p0[digit[d]] for d in range(2, 10)]
+                 + [p0[digit[1]] * p1[digit[0]]])
+    np.testing.assert_allclose(s.option_probs, p / p.sum(), atol=1e-5)
+    assert s.label_mass == pytest.approx(p.sum(), abs=1e-6) and s.pred == int(np.argmax(p))
+    h = -(p0 * np.log(p0)).sum()
+    assert s.entropy == pytest.approx(h, abs=1e-4)  # the answer step's entropy is the first token's
 
 
 def test_a_short_last_batch_reuses_the_compiled_program(tiny_chat):

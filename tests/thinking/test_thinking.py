@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from entropy_jax.data import mcqa
-from entropy_jax.llm import scoring
+from entropy_jax.llm import prompts
 from entropy_jax.thinking import answer as ans
 from entropy_jax.thinking import traces as tr
 from tests.llm.conftest import build, char_tokenizer, reference
@@ -138,7 +138,7 @@ def test_thinking_mode_prompt_span_and_answer_placement(qwen_think, questions, t
 
 def test_assistant_and_user_placements(thinker, questions):
     tok, q = thinker.tokenizer, questions[1]
-    head = scoring.render(tok, q.question, q.options)  # the Chapter 3 prompt
+    head = prompts.render(tok, q.question, q.options)  # the Chapter 3 prompt
     # default for models without a thinking span: the trace opens the answerer's own turn, then the cue
     p = ans.answer_prompt(tok, q, "  First, 2 + 2 = 4. ", context=1024)
     assert p.place == "assistant" and p.text == head + "First, 2 + 2 = 4.\n" + ans.ANSWER_CUE
@@ -148,7 +148,7 @@ def test_assistant_and_user_placements(thinker, questions):
     assert ans.answer_prompt(tok, q, None, context=1024, place="user").text == head
     u = ans.answer_prompt(tok, q, "First, 2 + 2 = 4.", context=1024, place="user")
     user = u.text.split("<|im_start|>user\n")[1]
-    assert user.startswith(scoring.question_text(q.question, q.options, ("A", "B", "C", "D")))
+    assert user.startswith(prompts.question_text(q.question, q.options, ("A", "B", "C", "D")))
     assert f"{ans.TRACE_HEADER}\nFirst, 2 + 2 = 4.\n\nNow reply with the letter" in user
     assert u.text.endswith("<|im_start|>assistant\n")
     with pytest.raises(ValueError, match="trace place 'side'"):
@@ -208,3 +208,36 @@ def test_score_matches_transformers_on_a_trace_prompt(thinker, thinker_dir, ques
 def test_trace_rows_round_trip(tmp_path):
     t = tr.ThinkTrace("a", "text", 3, 0.5, (0.1, 0.5, 0.9), (5, 6, 7), 10, "length", 1, None)
     assert tr.ThinkTrace.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_cache_serves_only_traces_of_the_current_question_and_model_files(thinker, thinker_dir, questions, tmp_path):
+    import dataclasses
+    import shutil
+
+    cache = tmp_path / "c.jsonl"
+    first = tr.generate(thinker, questions[:2], thinker="t", cache=cache, max_think_tokens=6, batch_size=2)
+    edited = [questions[0], dataclasses.replace(questions[1], question=questions[1].question + " Explain.")]
+    again = tr.generate(thinker, edited, thinker="t", cache=cache, max_think_tokens=6, batch_size=2)
+    assert again.generated_questions == 1 and again.cached_questions == 1  # only the edited question
+    assert again.traces[questions[0].id] == first.traces[questions[0].id]
+    assert tr.cached("t", questions[:2], cache=cache, mode="cot", max_think_tokens=6) is not None  # both versions
+    # a thinker named by its directory is keyed by its files: changed files, no trace served
+    copy = tmp_path / "model"
+    shutil.copytree(thinker_dir, copy)
+    tr.generate(thinker, questions[:1], thinker=str(copy), cache=cache, max_think_tokens=6, batch_size=2)
+    assert tr.cached(str(copy), questions[:1], cache=cache, mode="cot", max_think_tokens=6) is not None
+    (copy / "tokenizer_config.json").write_text((copy / "tokenizer_config.json").read_text() + " ")
+    assert tr.cached(str(copy), questions[:1], cache=cache, mode="cot", max_think_tokens=6) is None
+
+
+def test_a_prompt_without_room_for_the_budget_is_named_before_generating(thinker, questions, tmp_path):
+    cache = tmp_path / "c.jsonl"
+    long = [questions[0], type(questions[1])(**(questions[1].to_dict() | {"question": "Why? " * 200}))]
+    with pytest.raises(ValueError, match=rf"t: 1 prompts leave no room for 8 new tokens .*: {long[1].id} \("):
+        tr.generate(thinker, long, thinker="t", cache=cache, max_think_tokens=8, batch_size=2)
+    assert not cache.exists()
+    from entropy_jax.llm import traces as gen
+
+    run = gen.generate(thinker, long, source="t", cache=cache, mode="cot", max_new_tokens=8, batch_size=2,
+                       skip_long=True)
+    assert run.skipped_long == (long[1].id,) and set(run.traces) == {long[0].id}

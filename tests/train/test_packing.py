@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from entropy_jax.data.mcqa import Question
+from entropy_jax.llm import prompts
 from entropy_jax.train import examples as ex
 from entropy_jax.train import packing
 from entropy_jax.train.examples import Tokenized
@@ -42,9 +43,9 @@ def test_cot_example_ends_in_the_bracketed_label_once():
     # a trace that already ends with the right bracketed label is kept as it is
     assert ex.cot_target("so [[B]]", "B") == "so [[B]]"
     assert ex.cot_target("so [[C]]", "B") == "so [[C]]\nThe answer is [[B]]."
-    assert ex.parse_bracketed("first [[A]] then [[ c ]]", ("A", "B", "C")) == 2
-    assert ex.parse_bracketed("no answer", ("A", "B")) is None
-    assert ex.parse_bracketed("[[E]]", ("A", "B")) is None
+    assert prompts.parse_bracketed("first [[A]] then [[ c ]]", ("A", "B", "C")) == 2
+    assert prompts.parse_bracketed("no answer", ("A", "B")) is None
+    assert prompts.parse_bracketed("[[E]]", ("A", "B")) is None
 
 
 def test_layout_and_batches_match_a_hand_packing():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from entropy_jax.data import mcqa
+from entropy_jax.llm.prompts import cot_prompt
 from entropy_jax.train import gating, policy, traces
-from entropy_jax.train.examples import cot_prompt
 
 
 def _bands(n=20, seed=0, **kw):
@@ -108,9 +108,12 @@ def test_generated_traces_are_cached_and_never_generated_twice(tmp_path, student
                                        batch_size=2)
     assert first.generated_questions == 3 and first.generated_tokens == sum(t.n_tokens for t in first.traces.values())
     assert all(0 < t.n_tokens <= 12 and t.stop in ("eos", "length") for t in first.traces.values())
+    # the shared trace generator records every generated token's entropy for teachers too (nats)
+    assert all(len(t.entropies) == t.n_tokens and t.mean_entropy == pytest.approx(np.mean(t.entropies))
+               for t in first.traces.values())
     # the trace is the teacher's greedy continuation of the CoT prompt, decoded
     out = student.generate([cot_prompt(student.tokenizer, qs[0])], max_new_tokens=12)
-    assert first.traces[qs[0].id].text == out.texts[0]
+    assert first.traces[qs[0].id].text == out.texts[0].strip()
     # a second run over a superset generates only the two new questions; a third generates nothing
     second = traces.load_teacher_traces(str(student_dir), qs, cache_dir=tmp_path, max_new_tokens=12, batch_size=2)
     assert (second.generated_questions, second.cached_questions) == (2, 3)

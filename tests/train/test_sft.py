@@ -69,7 +69,7 @@ def _flat_torch(model) -> dict[str, np.ndarray]:
 
 def _ours_as_torch_names(params) -> dict[str, np.ndarray]:
     """Our params renamed/transposed to transformers' names (Llama layout, untied)."""
-    flat = {k: np.asarray(v) for k, v in prm._flatten(jax.device_get(params)).items()}
+    flat = {k: np.asarray(v) for k, v in prm.flatten(jax.device_get(params)).items()}
     out = {"model.embed_tokens.weight": flat["embed.embedding"], "model.norm.weight": flat["norm.scale"],
            "lm_head.weight": flat["lm_head.kernel"].T}
     layers = {int(k.split(".")[1]) for k in flat if k.startswith("layers.")}
@@ -150,16 +150,16 @@ def test_lora_merge_and_gradients_match_hand_formulas(student, key):
     assert paths == ["layers.0.attn.q.kernel", "layers.0.mlp.down.kernel",
                      "layers.1.attn.q.kernel", "layers.1.mlp.down.kernel"]
     adapters = lora_lib.init(key, student.params, cfg)
-    flat = prm._flatten(student.params)
+    flat = prm.flatten(student.params)
     assert lora_lib.count(adapters) == sum(3 * sum(flat[p].shape) for p in paths)
     # b starts at zero: the merged model is the base model
-    merged0 = prm._flatten(lora_lib.merge(student.params, adapters, cfg.scale))
+    merged0 = prm.flatten(lora_lib.merge(student.params, adapters, cfg.scale))
     assert all(np.array_equal(np.asarray(merged0[p]), np.asarray(flat[p])) for p in flat)
     # with random b, W + (alpha / r) a @ b, computed in NumPy float64
     rng = np.random.default_rng(0)
     adapters = {p: {"a": jnp.asarray(rng.normal(size=ab["a"].shape), jnp.float32),
                     "b": jnp.asarray(rng.normal(size=ab["b"].shape) * 0.1, jnp.float32)} for p, ab in adapters.items()}
-    merged = prm._flatten(lora_lib.merge(student.params, adapters, cfg.scale))
+    merged = prm.flatten(lora_lib.merge(student.params, adapters, cfg.scale))
     for p in paths:
         a, b = (np.asarray(adapters[p][k], np.float64) for k in "ab")
         np.testing.assert_allclose(np.asarray(merged[p]), np.asarray(flat[p], np.float64) + 2.0 * a @ b,
@@ -174,7 +174,7 @@ def test_lora_merge_and_gradients_match_hand_formulas(student, key):
                             batch["loss_pos"], batch["loss_targets"])
         return jnp.sum(nll * batch["loss_weights"])
 
-    g_full = prm._flatten(jax.grad(loss_of)(lora_lib.merge(student.params, adapters, cfg.scale)))
+    g_full = prm.flatten(jax.grad(loss_of)(lora_lib.merge(student.params, adapters, cfg.scale)))
     g_lora = jax.grad(lambda ad: loss_of(lora_lib.merge(student.params, ad, cfg.scale)))(adapters)
     for p in paths:
         a, b, gw = (np.asarray(x, np.float64) for x in (adapters[p]["a"], adapters[p]["b"], g_full[p]))
@@ -222,9 +222,9 @@ def test_lora_training_moves_only_the_adapters_and_bf16_keeps_float32_masters(st
     run = res["run"]
     floats = [x for x in jax.tree.leaves(run.state) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and all(x.dtype == jnp.float32 for x in floats)  # adapters and Adam moments
-    base = prm._flatten(student.params)
-    merged = prm._flatten(res["params"])
-    frozen = prm._flatten(run.frozen)
+    base = prm.flatten(student.params)
+    merged = prm.flatten(res["params"])
+    frozen = prm.flatten(run.frozen)
     assert all(np.array_equal(np.asarray(frozen[p]), np.asarray(base[p])) for p in base)  # base untouched
     changed = {p for p in base if not np.array_equal(np.asarray(merged[p]), np.asarray(base[p]))}
     assert changed == set(lora_lib.target_paths(student.params, ("q", "v", "up")))
@@ -317,7 +317,10 @@ def test_sharded_steps_equal_unsharded(student_dir, tmp_path):
 def test_interrupted_and_resumed_run_ends_with_the_same_params(student, tmp_path):
     seqs = _examples(student.tokenizer, 8)
     cfg = trainer.TrainConfig(epochs=2, micro_batch=1, accumulation=2, seq_len=512, lr=1e-3, warmup_ratio=0.3)
-    order = lambda e: [seqs[i] for i in np.random.default_rng(e).permutation(len(seqs))]
+
+    def order(e):
+        return [seqs[i] for i in np.random.default_rng(e).permutation(len(seqs))]
+
     full = trainer.fit(student, order, cfg, tmp_path / "full", progress=False)
     part = trainer.fit(student, order, cfg, tmp_path / "cut", progress=False, stop_after_steps=3)
     assert part["status"] == "interrupted" and part["global_step"] == 3 < full["global_step"]
