@@ -61,7 +61,8 @@ def label_shift(train, evals, rows: Mapping[int, Sequence[Mapping]], *, style: s
     (distribution of predicted labels), "share_train_majority" (predictions equal to the training
     majority label), "tv_to_train_answers" (total-variation distance of the predicted distribution to the
     training answers'), "tv_to_eval_answers", "changed", "changed_to_train_majority", "right_to_wrong",
-    "wrong_to_right" (vs epoch 0)}]}. Distributions are fractions over `labels` (the most options any
+    "wrong_to_right" (vs epoch 0), "top_predicted" (the commonest predicted label, its share of the
+    predictions and of the training answers)}]}. Distributions are fractions over `labels` (the most options any
     question has)."""
     n = max(len(q.options) for q in list(train) + list(evals))
     labels = list(scoring.option_labels(n, style))
@@ -96,6 +97,8 @@ def label_shift(train, evals, rows: Mapping[int, Sequence[Mapping]], *, style: s
             "changed": len(changed), "changed_to_train_majority": sum(pred[i] == major for i in changed),
             "right_to_wrong": sum(base[i] == gold[i] != pred[i] for i in ids),
             "wrong_to_right": sum(base[i] != gold[i] == pred[i] for i in ids),
+            "top_predicted": {"label": labels[int(np.argmax(dist))], "share": max(dist),
+                              "share_of_train_answers": p_train[int(np.argmax(dist))]},
         })
     return {"labels": labels, "n_train": len(list(train)), "n_eval": len(gold), "train_answers": p_train,
             "eval_answers": p_eval, "train_majority": {"label": labels[major], "share": p_train[major]},
@@ -135,7 +138,32 @@ def describe_label_shift(shift: dict) -> str:
             f"{100 * last['share_train_majority']:.0f}% of the predictions are now {m['label']}, the training "
             f"set's commonest answer ({100 * m['share']:.0f}% of it; {100 * first['share_train_majority']:.0f}% "
             f"before); total-variation distance of the predictions to the training answers "
-            f"{first['tv_to_train_answers']:.2f} → {last['tv_to_train_answers']:.2f}. {last['changed']} predictions "
+            f"{first['tv_to_train_answers']:.2f} → {last['tv_to_train_answers']:.2f}; the commonest prediction is "
+            f"{last['top_predicted']['label']} ({100 * last['top_predicted']['share']:.0f}% of them, "
+            f"{100 * last['top_predicted']['share_of_train_answers']:.0f}% of the training answers). "
+            f"{last['changed']} predictions "
             f"changed, {last['changed_to_train_majority']} of them to {m['label']}; {last['right_to_wrong']} right → "
             f"wrong, {last['wrong_to_right']} wrong → right. Always answering {m['label']} would score "
             f"{shift['baselines']['train_majority']:.3f} on the held-out questions.")
+
+
+def label_shift_markdown(shifts: Mapping[str, dict]) -> str:
+    """A table of `label_shift` results, one row per run (e.g. per policy; their first and last epochs):
+    accuracy, the predicted label distribution, the share of predictions equal to the training set's
+    commonest answer and the answers that changed."""
+    first = next(iter(shifts.values()))
+    L, m = first["labels"], first["train_majority"]["label"]
+
+    def pct(d):
+        return " / ".join(f"{100 * x:.0f}" for x in d)
+
+    lines = [f"| run | accuracy before → after | predicted {'/'.join(L)} (%) before → after | predictions = {m} "
+             f"(the training majority) | changed (to {m}) | right → wrong / wrong → right |",
+             "|---|---|---|---|---|---|"]
+    for name, s in shifts.items():
+        a, b = s["epochs"][0], s["epochs"][-1]
+        lines.append(f"| {name} | {a['accuracy']:.3f} → {b['accuracy']:.3f} | {pct(a['predicted'])} → "
+                     f"{pct(b['predicted'])} | {100 * a['share_train_majority']:.0f}% → "
+                     f"{100 * b['share_train_majority']:.0f}% | {b['changed']} ({b['changed_to_train_majority']}) | "
+                     f"{b['right_to_wrong']} / {b['wrong_to_right']} |")
+    return "\n".join(lines) + "\n"

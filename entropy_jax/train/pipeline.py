@@ -398,6 +398,13 @@ def sweep(base: FinetuneConfig, out: str | Path, *, policies: tuple[str, ...] = 
     return {"runs": summaries, "frontier": frontier.run(out)}
 
 
+def label_shifts(base: FinetuneConfig, out: str | Path, policies) -> dict[str, dict]:
+    """{policy: `evaluate.label_shift`} of the runs of a sweep of `base` in OUT/<policy>/: what each run did to
+    the held-out predictions' answer labels, against the training answers' label distribution."""
+    train, evals = split_questions(base)
+    return {name: ev.label_shift_of_run(Path(out) / name, train + evals, style=base.labels) for name in policies}
+
+
 def markdown(summaries: list[dict]) -> str:
     """One row per run: policy, supervision counts, accuracy before/after, tokens."""
     lines = [("| policy | answer / CoT examples | accuracy before → after | loss-bearing tokens | "

@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 
 from entropy_jax.llm import model as mdl
 from entropy_jax.llm import sharding as shd
+from entropy_jax.llm.attention import DEFAULT_ATTENTION, AttentionConfig
 from entropy_jax.llm.config import LlmConfig
 from entropy_jax.train import lora as lora_lib
 from entropy_jax.train import packing, sft
@@ -51,23 +52,15 @@ def _structs(tree, dtype=None):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, dtype or x.dtype), tree)
 
 
-def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, loss_slots: int | None = None,
-                    accumulation: int = 1, lora_rank: int = 0, lora_alpha: float = 16.0,
-                    lora_targets: tuple[str, ...] = lora_lib.PROJECTIONS, remat: str = "full",
-                    precision: str = "bf16_master", compute_dtype: str = "bfloat16", loss_chunk: int = 256,
-                    scan_layers: bool = True, layers: int | None = None, weight_decay: float = 0.0,
-                    clip_norm: float | None = 1.0) -> dict:
-    """Compile the train step of `config` (its first `layers` layers) for A = `accumulation` micro-batches of
-    `batch` rows of `seq_len` tokens with `loss_slots` (K, default `seq_len`: every position supervised)
-    loss positions per row, over `mesh`, and return per-device numbers:
-
-      {"bytes": {argument, output, alias (donated, counted once), temp, code, peak = argument + output −
-       alias + temp}, "flops", "bytes_accessed" (cost analysis; None where the backend gives none),
-       "params" / "trainable" (counts), "compile_s", "backend", and the settings}.
-
-    Defaults are the dissertation-scale settings: bfloat16 compute, bfloat16 weights with a float32 master
-    (`precision`), full rematerialisation, 256 loss positions per row per vocabulary chunk. `batch` must be
-    a multiple of the mesh's data × fsdp size."""
+def lower_train_step(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, loss_slots: int | None = None,
+                     accumulation: int = 1, lora_rank: int = 0, lora_alpha: float = 16.0,
+                     lora_targets: tuple[str, ...] = lora_lib.PROJECTIONS, remat: str = "full",
+                     precision: str = "bf16_master", compute_dtype: str = "bfloat16", loss_chunk: int = 256,
+                     scan_layers: bool = True, layers: int | None = None, weight_decay: float = 0.0,
+                     clip_norm: float | None = 1.0, attention: AttentionConfig = DEFAULT_ATTENTION):
+    """The train step of `config` (its first `layers` layers) lowered on abstract parameters and an abstract
+    batch over `mesh`, without compiling: (`jax.stages.Lowered`, the plan's settings and parameter counts).
+    Arguments as `train_step_plan`'s."""
     if batch % shd.batch_multiple(mesh):
         raise ValueError(f"batch={batch} is not a multiple of the mesh's data × fsdp = {shd.batch_multiple(mesh)}")
     k = seq_len if loss_slots is None else int(loss_slots)
@@ -87,7 +80,7 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
         spec = lora_lib.spec(lcfg, trainable)
     else:
         trainable, frozen, spec = base, None, None
-    graphdef, _ = mdl.abstract(cfg, compute, lora=spec)
+    graphdef, _ = mdl.abstract(cfg, compute, lora=spec, attention=attention)
     state = jax.eval_shape(functools.partial(sft.init_state, tx=tx, precision=precision), trainable)
     state_s = sft.state_shardings(state, mesh, lora=lora)
     frozen_s = None if frozen is None else shd.param_shardings(frozen, mesh)
@@ -96,30 +89,57 @@ def train_step_plan(config: LlmConfig, *, batch: int, seq_len: int, mesh: Mesh, 
     width = {f: k if f.startswith("loss_") else seq_len for f in packing.FIELDS}
     batch_abs = {f: jax.ShapeDtypeStruct((accumulation, batch, width[f]),
                                          jnp.float32 if f == "loss_weights" else jnp.int32) for f in packing.FIELDS}
-    t0 = time.perf_counter()
-    compiled = step.lower(state, frozen, batch_abs, jax.ShapeDtypeStruct((), jnp.float32)).compile()
-    compile_s = time.perf_counter() - t0
+    lowered = step.lower(state, frozen, batch_abs, jax.ShapeDtypeStruct((), jnp.float32))
+
+    def count(tree):
+        return int(sum(x.size for x in jax.tree.leaves(tree)))
+
+    info = {
+        "layers": cfg.num_layers, "model_layers": config.num_layers, "batch": batch, "seq_len": seq_len,
+        "loss_slots": k, "accumulation": accumulation, "mesh": {a: int(n) for a, n in mesh.shape.items()},
+        "lora_rank": lora_rank, "remat": remat, "precision": precision, "compute_dtype": compute_dtype,
+        "loss_chunk": loss_chunk, "scan_layers": scan_layers, "backend": mesh.devices.flat[0].platform,
+        "device_kind": getattr(mesh.devices.flat[0], "device_kind", "?"), "params": count(base),
+        "trainable": count(trainable),
+    }
+    return lowered, info
+
+
+def memory(compiled) -> dict:
+    """Per-device bytes of a compiled program: argument, output, alias (donated, counted once), temp, code and
+    peak = argument + output − alias + temp."""
     mem = compiled.memory_analysis()
     b = {"argument": int(mem.argument_size_in_bytes), "output": int(mem.output_size_in_bytes),
          "alias": int(mem.alias_size_in_bytes), "temp": int(mem.temp_size_in_bytes),
          "code": int(mem.generated_code_size_in_bytes)}
     b["peak"] = b["argument"] + b["output"] - b["alias"] + b["temp"]
+    return b
+
+
+def train_step_plan(config: LlmConfig, **kwargs) -> dict:
+    """Compile the train step of `config` (its first `layers` layers) for A = `accumulation` micro-batches of
+    `batch` rows of `seq_len` tokens with `loss_slots` (K, default `seq_len`: every position supervised)
+    loss positions per row, over `mesh`, and return per-device numbers:
+
+      {"bytes": {argument, output, alias (donated, counted once), temp, code, peak = argument + output −
+       alias + temp}, "flops", "bytes_accessed" (cost analysis; None where the backend gives none),
+       "params" / "trainable" (counts), "compile_s", "backend", and the settings}.
+
+    Keyword arguments (`lower_train_step`): batch, seq_len, mesh, loss_slots, accumulation, lora_rank /
+    lora_alpha / lora_targets (LoRA when rank > 0), remat, precision, compute_dtype, loss_chunk, scan_layers,
+    layers, weight_decay, clip_norm, attention. Defaults are the dissertation-scale settings: bfloat16
+    compute, bfloat16 weights with a float32 master (`precision`), full rematerialisation, the layers as one
+    scan, 256 loss positions per row per vocabulary chunk. `batch` must be a multiple of the mesh's data ×
+    fsdp size."""
+    lowered, info = lower_train_step(config, **kwargs)
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, list | tuple) and cost else cost) or {}
-
-    def count(tree):
-        return int(sum(x.size for x in jax.tree.leaves(tree)))
-
-    return {
-        "layers": cfg.num_layers, "model_layers": config.num_layers, "batch": batch, "seq_len": seq_len,
-        "loss_slots": k, "accumulation": accumulation, "mesh": {a: int(n) for a, n in mesh.shape.items()},
-        "lora_rank": lora_rank, "remat": remat, "precision": precision, "compute_dtype": compute_dtype,
-        "loss_chunk": loss_chunk, "scan_layers": scan_layers, "backend": mesh.devices.flat[0].platform,
-        "device_kind": getattr(mesh.devices.flat[0], "device_kind", "?"), "bytes": b,
-        "flops": None if cost.get("flops") is None else float(cost["flops"]),
-        "bytes_accessed": None if cost.get("bytes accessed") is None else float(cost["bytes accessed"]),
-        "params": count(base) , "trainable": count(trainable), "compile_s": compile_s,
-    }
+    return {**info, "bytes": memory(compiled), "compile_s": compile_s,
+            "flops": None if cost.get("flops") is None else float(cost["flops"]),
+            "bytes_accessed": None if cost.get("bytes accessed") is None else float(cost["bytes accessed"])}
 
 
 def extrapolate(plans: Sequence[dict], num_layers: int) -> dict:

@@ -45,8 +45,13 @@ def test_label_shift_counts_by_hand():
     assert (e2["changed"], e2["changed_to_train_majority"]) == (4, 4)
     assert (e2["right_to_wrong"], e2["wrong_to_right"]) == (2, 1)  # e0, e3 lost; e2 gained
     assert (e0["changed"], e0["right_to_wrong"]) == (0, 0)
+    assert e2["top_predicted"] == {"label": "C", "share": 6 / 8, "share_of_train_answers": pytest.approx(4 / 6)}
     text = ev.describe_label_shift(s)
     assert "75% of the predictions are now C" in text and "accuracy 0.375" in text
+    assert "the commonest prediction is C (75% of them, 67% of the training answers)" in text
+    table = ev.label_shift_markdown({"sft": s, "same": s}).splitlines()
+    assert table[0].startswith("| run | accuracy before → after | predicted A/B/C/D (%)") and len(table) == 4
+    assert table[2] == "| sft | 0.500 → 0.375 | 25 / 25 / 25 / 25 → 0 / 12 / 75 / 12 | 25% → 75% | 4 (4) | 2 / 1 |"
 
 
 def test_label_shift_of_a_run_directory_and_its_errors(tmp_path):

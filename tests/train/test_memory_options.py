@@ -43,8 +43,8 @@ def _batch(rng, b=2, t=24, k=10, vocab=97, a=1):
 
 
 # ---------------------------------------------------------------------------------------------- chunked loss
-@pytest.mark.parametrize("transposed", [False, True])
-@pytest.mark.parametrize("chunk", [1, 3, 4, 12, 100])
+# K = 12 loss positions: chunks that do not divide K (5, padded), that do (4), one chunk (12), wider than K (100)
+@pytest.mark.parametrize(("chunk", "transposed"), [(5, False), (4, True), (12, True), (100, False)])
 def test_chunked_nll_and_gradients_equal_the_float64_closed_form(rng, transposed, chunk):
     b, k, d, v = 2, 12, 8, 50
     h = rng.normal(size=(b, k, d)).astype(np.float32)
@@ -117,31 +117,41 @@ def test_chunked_nll_on_a_mesh_equals_one_device(rng, transposed):
         np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-5, atol=1e-6 * float(jnp.abs(r).max()))
 
 
+# (remat, loss positions per chunk, scanned layers): chunks that do not divide K = 10 (4, 3) and one chunk (10);
+# the chunked loss alone is checked against the closed form above
+_VARIANTS = {"untied": [("dots", 4, False), ("full", 10, True)], "tied": [("full", 3, False), ("none", 0, True)]}
+
+
 @pytest.mark.parametrize("tied", [False, True])
-def test_token_nll_chunked_and_rematerialised_equal_the_plain_loss(key, rng, tied):
-    cfg = _config(tied)
+def test_token_nll_chunked_rematerialised_and_scanned_equal_the_plain_loss(key, rng, tied):
+    # the tied model has 3 layers with q/k norms and q/k/v biases: more per-layer structure to stack and scan
+    cfg = _config(tied) if not tied else _config(tied, layers=3).replace(qk_norm=True, qkv_bias=True)
     graphdef, params = mdl.init_params(cfg, key)
     bt = {k: v[0] for k, v in _batch(rng).items()}
 
-    def total(p, **kw):
+    def total(p, graphdef=graphdef, **kw):
         nll = sft.token_nll(graphdef, p, bt["tokens"], bt["positions"], bt["segments"], bt["loss_pos"],
                             bt["loss_targets"], **kw)
         return jnp.sum(nll * bt["loss_weights"])
 
-    v0, g0 = jax.value_and_grad(total)(params)
-    # (remat, loss positions per chunk, jit): chunks that divide K = 10 and that do not, one chunk, no chunking
-    for name, chunk, jit in (("none", 3, True), ("none", 10, True), ("none", 64, False), ("full", 0, True),
-                             ("full", 3, False), ("dots", 4, True)):
-        kw = {"remat": sft.StepConfig(remat=name).remat_transform(), "loss_chunk": chunk}
-        fn = jax.value_and_grad(functools.partial(total, **kw))
-        v, g = (jax.jit(fn) if jit else fn)(params)
-        assert abs(float(v) - float(v0)) <= 1e-5 * abs(float(v0)), (name, chunk)
+    v0, g0 = jax.jit(jax.value_and_grad(total))(params)
+    for name, chunk, scan in _VARIANTS["tied" if tied else "untied"]:
+        kw = {"remat": sft.StepConfig(remat=name).remat_transform(), "loss_chunk": chunk, "scan_layers": scan}
+        fn = functools.partial(total, **kw)
+        jaxpr = str(jax.make_jaxpr(jax.grad(fn))(params)).replace("\n", " ")
+        if scan:  # one scan over the layers, forward and backward
+            assert re.search(rf"scan\[.*length={cfg.num_layers}", jaxpr)
+        if name != "none":  # the rematerialised forward really is a checkpoint (per layer, or the scan body)
+            assert len(re.findall(r"\b(checkpoint|remat2?)\[", jaxpr)) >= (1 if scan else cfg.num_layers)
+        v, g = jax.jit(jax.value_and_grad(fn))(params)
+        assert abs(float(v) - float(v0)) <= 1e-5 * abs(float(v0)), (name, chunk, scan)
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g0)):  # float32 round-off of sums over B·K·V terms
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
-    # the rematerialised forward really is a checkpoint, per layer
-    kw = {"remat": sft.StepConfig(remat="full").remat_transform(), "loss_chunk": 3}
-    jaxpr = str(jax.make_jaxpr(jax.grad(functools.partial(total, **kw)))(params))
-    assert len(re.findall(r"\b(checkpoint|remat2?)\[", jaxpr)) >= cfg.num_layers
+    if tied:  # layers of different structure (a sliding window on one) run as the loop: the very same program
+        graphdef_m, _ = mdl.abstract(cfg.replace(sliding_windows=(None, 5, None)))
+        scanned = str(jax.make_jaxpr(functools.partial(total, graphdef=graphdef_m, scan_layers=True))(params))
+        assert "scan[" not in scanned
+        assert scanned == str(jax.make_jaxpr(functools.partial(total, graphdef=graphdef_m))(params))
 
 
 def test_step_options_and_their_errors():
@@ -167,25 +177,12 @@ def _run(graphdef, params, batches, cfg: sft.StepConfig, lr=3e-3, mesh=None):
     return state, losses
 
 
-def test_remat_and_chunked_loss_train_like_the_plain_step(key, rng):
-    cfg = _config(tied=False)
-    graphdef, params = mdl.init_params(cfg, key)
-    batches = [_batch(rng, a=2) for _ in range(2)]  # accumulation of two micro-batches
-    plain, l0 = _run(graphdef, params, batches, sft.StepConfig())
-    new, l1 = _run(graphdef, params, batches, sft.StepConfig(remat="full", loss_chunk=4))
-    np.testing.assert_allclose(l1, l0, rtol=1e-6)
-    # the bound of test_sft's two AdamW steps against torch: Adam turns round-off of tiny gradient entries
-    # into weight differences up to a fraction of lr
-    for a, b in zip(jax.tree.leaves(new["trainable"]), jax.tree.leaves(plain["trainable"])):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("accumulation", [1, 2])
-def test_bf16_master_is_fp32_with_bf16_compute_and_bf16_drops_the_master(key, rng, accumulation):
+def test_bf16_master_is_fp32_with_bf16_compute_and_bf16_drops_the_master(key, rng):
     cfg = _config(tied=True)
     _, params = mdl.init_params(cfg, key)
     graphdef, _ = mdl.abstract(cfg, jnp.bfloat16)
-    batches = [_batch(rng, a=accumulation)] * 3
+    # two micro-batches: bfloat16 gradients summed into the float32 accumulator
+    batches = [_batch(rng, a=2)] * 3
     ref, l_ref = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16"))
     got, l_got = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16", precision="bf16_master"))
     assert {x.dtype for x in jax.tree.leaves(got["trainable"])} == {jnp.dtype(jnp.bfloat16)}
@@ -198,12 +195,12 @@ def test_bf16_master_is_fp32_with_bf16_compute_and_bf16_drops_the_master(key, rn
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6)
     for a, b in zip(jax.tree.leaves(got["trainable"]), jax.tree.leaves(got["master"])):
         assert np.array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)))
-    if accumulation > 1:
-        return
-    pure, l_pure = _run(graphdef, params, batches, sft.StepConfig(compute_dtype="bfloat16", precision="bf16"))
+    # one micro-batch (its bfloat16 gradients, no accumulator) and no master: updates rounded to bfloat16
+    one = [{k: v[:1] for k, v in batches[0].items()}] * 3
+    pure, l_pure = _run(graphdef, params, one, sft.StepConfig(compute_dtype="bfloat16", precision="bf16"))
     assert "master" not in pure and {x.dtype for x in jax.tree.leaves(pure["trainable"])} == {jnp.dtype(jnp.bfloat16)}
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(pure["opt"]) if x.ndim)
-    assert l_pure[0] == l_ref[0] and l_pure[-1] < l_pure[0]  # same start, and it learns
+    assert l_pure[-1] < l_pure[0]  # it learns
 
 
 def test_moments_and_master_are_sharded_like_their_parameters():
@@ -263,21 +260,25 @@ def test_trainer_first_step_learns_and_lora_keeps_a_bf16_base(student, tmp_path)
     assert sum(moved) == len(lora_lib.target_paths(student.params, ("q", "v", "up")))
 
 
-def test_sharded_options_track_unsharded_and_resume_is_bitwise(student_dir, tmp_path):
+def test_sharded_options_track_unsharded_and_resume_is_bitwise(student, student_dir, tmp_path):
+    import dataclasses
+
     from entropy_jax import llm
     from tests.train.test_sft import _examples
 
     mesh = llm.make_mesh(data=2, fsdp=2, tensor=2)
-    seqs = _examples(llm.load(student_dir).tokenizer, 8)
+    seqs = _examples(student.tokenizer, 8)
     cfg = trainer.TrainConfig(epochs=1, micro_batch=4, seq_len=512, lr=1e-3, compute_dtype="bfloat16",
                               precision="bf16_master", remat="dots", loss_chunk=8, scan_layers=True)
+    uncut = dataclasses.replace(cfg, checkpoint_epochs=False)  # a runtime field: no checkpoint to write
 
     def losses(d):
         return [r["loss"] for r in map(json.loads, (d / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
 
-    one = trainer.fit(llm.load(student_dir), lambda e: seqs, cfg, tmp_path / "one", progress=False)
+    trainer.fit(student, lambda e: seqs, uncut, tmp_path / "one", progress=False,
+                stop_after_steps=1)
     lm = llm.load(student_dir, mesh=mesh)
-    full = trainer.fit(lm, lambda e: seqs, cfg, tmp_path / "mesh", progress=False)
+    full = trainer.fit(lm, lambda e: seqs, uncut, tmp_path / "mesh", progress=False)
     assert full["global_step"] >= 2
     master = full["run"].state["master"]["layers"][0]["mlp"]["gate"]["kernel"]
     assert len(master.sharding.device_set) == 8 and master.addressable_shards[0].data.shape != master.shape
@@ -290,35 +291,6 @@ def test_sharded_options_track_unsharded_and_resume_is_bitwise(student_dir, tmp_
     assert losses(tmp_path / "cut") == losses(tmp_path / "mesh")
     for a, b in zip(jax.tree.leaves(jax.device_get(rest["params"])), jax.tree.leaves(jax.device_get(full["params"]))):
         assert np.array_equal(a, b)
-    del one
-
-
-# ---------------------------------------------------------------------------------------------- scanned layers
-def test_scanned_layers_equal_the_loop_and_fall_back_when_layers_differ(key, rng):
-    cfg = _config(tied=True, layers=3).replace(qk_norm=True, qkv_bias=True)
-    graphdef, params = mdl.init_params(cfg, key)
-    bt = {k: v[0] for k, v in _batch(rng).items()}
-
-    def total(p, graphdef=graphdef, **kw):
-        nll = sft.token_nll(graphdef, p, bt["tokens"], bt["positions"], bt["segments"], bt["loss_pos"],
-                            bt["loss_targets"], **kw)
-        return jnp.sum(nll * bt["loss_weights"])
-
-    v0, g0 = jax.jit(jax.value_and_grad(total))(params)
-    remat = sft.StepConfig(remat="full").remat_transform()
-    for kw in ({"scan_layers": True}, {"scan_layers": True, "remat": remat, "loss_chunk": 4}):
-        fn = functools.partial(total, **kw)
-        assert re.search(r"scan\[.*length=3", str(jax.make_jaxpr(fn)(params)).replace("\n", " "))
-        v, g = jax.jit(jax.value_and_grad(fn))(params)
-        assert abs(float(v) - float(v0)) <= 1e-5 * abs(float(v0))
-        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g0)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
-    # layers of different structure (a sliding window on one of them) run as the loop, same numbers
-    mixed = cfg.replace(sliding_windows=(None, 5, None))
-    graphdef_m, _ = mdl.abstract(mixed)
-    fn = functools.partial(total, graphdef=graphdef_m, scan_layers=True)
-    assert "scan[" not in str(jax.make_jaxpr(fn)(params))
-    assert float(jax.jit(fn)(params)) == float(jax.jit(functools.partial(total, graphdef=graphdef_m))(params))
 
 
 # ---------------------------------------------------------------------------------------------- the plan
@@ -351,7 +323,5 @@ def test_train_step_plan_bytes_are_the_sharded_state_and_extrapolate_linearly():
     assert (ext["bytes"]["argument"], ext["params"]) == by_hand(3) and ext["extrapolated_from"] == [1, 2]
     assert ext["per_layer"]["argument"] == p["bytes"]["argument"] - plans[1]["bytes"]["argument"]
     assert plan.fits(p) and not plan.fits(p, device_bytes=p["bytes"]["peak"] - 1)
-    lora = plan.train_step_plan(cfg, layers=1, lora_rank=4, **kw)
-    assert lora["trainable"] < lora["params"] / 4 and lora["bytes"]["argument"] < plans[1]["bytes"]["argument"]
     with pytest.raises(ValueError, match="batch=3"):
         plan.train_step_plan(cfg, layers=1, **{**kw, "batch": 3})
