@@ -200,6 +200,42 @@ def _block(out):
     return jax.block_until_ready(out)
 
 
+def matmul_params(config) -> int:
+    """Weights of the decoder layers' matrix products (q, k, v, o, gate, up, down): N of 6·N·tokens."""
+    c = config
+    attn = c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim * c.hidden_size
+    return c.num_layers * (attn + 3 * c.hidden_size * c.intermediate_size)
+
+
+def step_flops(config, lengths, loss_positions: int) -> dict:
+    """Model FLOPs of one train step (forward + backward = 3 × the forward's 2 per multiply-add; a
+    rematerialised forward is not counted): the layers' matmuls over every example's positions, the LM head
+    over the `loss_positions` projected ones, and causal attention within each example (packed rows attend
+    block-diagonally: n_i² / 2 query-key pairs, q·k and p·v, per head and layer)."""
+    c = config
+    tokens = int(sum(lengths))
+    pairs = sum(n * n / 2 for n in lengths)
+    return {"dense": 6 * matmul_params(c) * tokens, "lm_head": 6 * c.vocab_size * c.hidden_size * loss_positions,
+            "attention": 12 * c.num_layers * c.num_heads * c.head_dim * pairs}
+
+
+def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
+    """float32 FLOP/s of an n × n × n matrix product on JAX's default device (best of `repeats`): the CPU's
+    attainable dense rate, the denominator of the CPU rows' MFU (a CPU has no published bf16 peak to use)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
 def ours_impl(name: str, compiled, state, frozen, batch, lr) -> dict:
     """An implementation record with `call()`: one optimizer step of the AOT-compiled `compiled` on its own,
     donated train state; returns the float metrics. One untimed warm-up step runs first on a copy of the
@@ -451,6 +487,9 @@ def run_cpu(args) -> dict:
         res["kinds"] = {k: sum(seqs[i].kind == k for i in used) for k in ("answer", "cot")}
         res["lengths"] = [lay.lengths[i] for i in used]
         ours = build_ours(lm, seqs, lay, args, res)
+        res["flops"] = step_flops(lm.config, [lay.lengths[i] for i in used],
+                                  res["batch"]["n_rows"] * res["batch"]["loss_slots"])
+        res["gemm_rates"] = [gemm_rate()]
 
         path = llm.embedded_gguf(MODEL)
         log("load: transformers AutoModelForCausalLM (gguf_file) ...")
@@ -476,6 +515,8 @@ def run_cpu(args) -> dict:
                 log(f"  [{r + 1}/{args.repeats}] {impl['short']}: {w:.2f} s, loss {metrics['loss']:.6f}")
         loads.append(os.getloadavg()[0])
         res["loads_1min"] = loads
+        with jax.default_device(jax.devices("cpu")[0]):
+            res["gemm_rates"].append(gemm_rate())
 
     n_tok = res["batch"]["n_tokens"]
     rows = []
@@ -484,6 +525,7 @@ def run_cpu(args) -> dict:
         wall, cpu = min(wl)
         rows.append({**{k: v for k, v in impl.items() if k not in ("call", "fn", "reset", "box", "before_first")},
                      "wall": wall, "cpu": cpu, "walls": [x for x, _ in wl], "tps": n_tok / wall, "sps": 1 / wall,
+                     "mfu": sum(res["flops"].values()) / wall / max(res["gemm_rates"]),
                      "first_loss": first[impl["name"]]["loss"], "first_grad_norm": first[impl["name"]]["grad_norm"],
                      "loss_tokens": first[impl["name"]].get("loss_tokens")})
     by = {r["name"]: r for r in rows}
@@ -537,9 +579,7 @@ def run_gpu(args, smoke: bool) -> dict:
     graphdef, params = llm.init_params(c, jax.random.key(args.seed), dtype=jnp.float32)
     lm = llm.from_params(c, graphdef, params)
     n_params = int(sum(x.size for x in jax.tree.leaves(params)))
-    embed = c.vocab_size * c.hidden_size
-    norms = (2 * c.num_layers + 1) * c.hidden_size + (2 * c.num_layers * c.head_dim if c.qk_norm else 0)
-    n_matmul = n_params - norms - embed - (0 if c.tie_word_embeddings else embed)  # without the LM head
+    n_matmul = matmul_params(c)  # the layers' matrix products, without the embedding and the LM head
     rng = np.random.default_rng(args.seed)
     half = (seq + 1) // 2
     seqs = []
@@ -591,8 +631,7 @@ def run_gpu(args, smoke: bool) -> dict:
             log(f"  {v['error']}")
             continue
         tokens = rows * seq
-        flops = {"dense": 6 * n_matmul * tokens, "lm_head": 6 * embed * rows * k,
-                 "attention": 12 * c.num_layers * c.num_heads * c.head_dim * rows * seq * seq}
+        flops = step_flops(c, [seq] * rows, rows * k)
         total = sum(flops.values())
         wall = min(walls)
         v.update(k=k, compile=compile_s, walls=walls, wall=wall, losses=losses, flops=flops,
@@ -638,21 +677,22 @@ def args_seq(res: dict) -> int:
 
 
 def table(res: dict, markdown: bool) -> list[str]:
-    head = ("implementation", "rows", "wall (s)", "CPU (s)", "steps/s", "tokens/s", "compile (s)", "first loss",
-            "ours 1 dev ÷ this", "ours mesh ÷ this")
+    head = ("implementation", "rows", "wall (s)", "CPU (s)", "steps/s", "tokens/s", "MFU", "compile (s)",
+            "first loss", "ours 1 dev ÷ this", "ours mesh ÷ this")
     rows = []
     for r in res["rows"]:
         rows.append((impl_label(res, r, markdown), impl_layout(res, r), f"{r['wall']:.2f}", f"{r['cpu']:.2f}",
-                     f"{r['sps']:.4f}", f"{r['tps']:.1f}", "—" if "compile" not in r else f"{r['compile']:.2f}",
+                     f"{r['sps']:.4f}", f"{r['tps']:.1f}", f"{100 * r['mfu']:.1f}%",
+                     "—" if "compile" not in r else f"{r['compile']:.2f}",
                      f"{r['first_loss']:.6f}", shared.fmt_ratio(r["ratio"]), shared.fmt_ratio(r["ratio_mesh"])))
     if markdown:
-        return (["| " + " | ".join(head) + " |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        return (["| " + " | ".join(head) + " |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
                 + ["| " + " | ".join(x) + " |" for x in rows])
-    L = [f"{head[0]:<70} {head[1]:>14} {head[2]:>9} {head[3]:>8} {head[4]:>8} {head[5]:>9} {head[6]:>11} "
-         f"{head[7]:>10} {'ours÷':>6} {'mesh÷':>6}"]
+    L = [f"{head[0]:<70} {head[1]:>14} {head[2]:>9} {head[3]:>8} {head[4]:>8} {head[5]:>9} {head[6]:>6} {head[7]:>11} "
+         f"{head[8]:>10} {'ours÷':>6} {'mesh÷':>6}"]
     L.append("-" * len(L[0]))
-    L += [f"{x[0]:<70} {x[1]:>14} {x[2]:>9} {x[3]:>8} {x[4]:>8} {x[5]:>9} {x[6]:>11} {x[7]:>10} {x[8]:>6} {x[9]:>6}"
-          for x in rows]
+    L += [f"{x[0]:<70} {x[1]:>14} {x[2]:>9} {x[3]:>8} {x[4]:>8} {x[5]:>9} {x[6]:>6} {x[7]:>11} {x[8]:>10} {x[9]:>6} "
+          f"{x[10]:>6}" for x in rows]
     return L
 
 
@@ -694,8 +734,18 @@ def notes(res: dict, markdown: bool) -> list[str]:
         + ", then one untimed warm-up step each on a copy of the train state; torch has no compilation (one "
         "untimed warm-up step on the shortest example, then the weights and AdamW state are reset).",
     ]
+    f = res["flops"]
+    g0, g1 = res["gemm_rates"]
+    L.append(f"MFU = model FLOPs per step ÷ wall time ÷ this machine's float32 GEMM rate (a 2048³ `jnp` matmul on "
+             f"one CPU device, best of 5: {g0 / 1e9:.1f} GFLOP/s before the timed steps, {g1 / 1e9:.1f} after; the "
+             f"higher is used). Model FLOPs per step {sum(f.values()) / 1e12:.3f} TFLOP, the same for every row: "
+             f"6·N·tokens for the layers' matmuls ({f['dense'] / 1e12:.3f}), 6·V·D·(B·K) for the LM head over the "
+             f"projected positions ({f['lm_head'] / 1e12:.3f}), causal attention within each packed example "
+             f"({f['attention'] / 1e12:.3f}); a rematerialised forward is work the new step does on top, not "
+             "counted, so its MFU is the fraction of the machine doing the model's work.")
     if "ours_new" in by:
         nw, fu, ns = by["ours_new"], by["ours"], res["new_step"]
+        L.append(f"New step vs today's, same run: MFU {100 * nw['mfu']:.1f}% vs {100 * fu['mfu']:.1f}%.")
         L.append(f"New step (per-layer rematerialisation `{ns['remat']}` + chunked cross-entropy, "
                  f"{ns['loss_chunk']} loss positions per row per vocabulary chunk"
                  + (", the layers as one `lax.scan`" if ns["scan"] else "") + ") against today's step "
@@ -794,9 +844,9 @@ def gpu_lines(g: dict, markdown: bool) -> list[str]:
                  for n, x in ok.items()) + "."),
             f"{p}FLOPs per step (both steps: the model's work, not the recomputation): 6·N·B·T with N = "
             f"{g['n_matmul'] / 1e6:.1f} M non-embedding matmul parameters ({f['dense'] / 1e12:.2f} TFLOP) + 6·V·D·B·K "
-            f"for the tied LM head over the projected positions ({f['lm_head'] / 1e12:.2f} TFLOP) + 12·L·H·hd·B·T² "
-            f"attention over the full T×T square, as the dense attention computes it ({f['attention'] / 1e12:.2f} "
-            "TFLOP); the embedding gradient and elementwise work are not counted.",
+            f"for the tied LM head over the projected positions ({f['lm_head'] / 1e12:.2f} TFLOP) + 6·L·H·hd·B·T² "
+            f"causal attention (the blockwise kernel skips the key blocks above the diagonal; "
+            f"{f['attention'] / 1e12:.2f} TFLOP); the embedding gradient and elementwise work are not counted.",
             f"{p}Trace counts: " + ", ".join(f"{x['trace_counts']} ({n})" for n, x in ok.items()) + ".",
         ]
         if len(ok) == 2:

@@ -12,7 +12,8 @@ mesh's devices would allocate: a CPU mesh (`--xla_force_host_platform_device_cou
 backend, which keeps some bfloat16 intermediates in float32, so its bytes are an upper bound of an
 accelerator's; a deviceless TPU topology (`jax.experimental.topologies`) gives the TPU compiler's own.
 
-A full-depth model takes long to compile on a CPU: plan 2 and 4 layers (`layers=`) and `extrapolate`
+`lower_train_step` stops before compiling (`bench.plan --task train` lowers through it and extrapolates
+itself). A full-depth model takes long to compile on a CPU: plan 2 and 4 layers (`layers=`) and `extrapolate`
 linearly in the layer count (every per-layer buffer — weights, moments, saved activations — scales with it;
 the embedding, the loss and the largest per-layer temporaries do not). `plan_extrapolated` does both.
 """
