@@ -3,7 +3,8 @@ device mesh, compile it, and say whether it fits a given accelerator's HBM — w
 
     python -m bench.plan --model qwen3-14b --task answer --batch 1 --tokens 32768 --json
     python -m bench.plan --model qwen3-8b --task decode --batch 8 --tokens 32768 --tensor 2 --json
-    python -m bench.plan --model qwen3-1.7b --task train --batch 4 --tokens 4096 --fsdp 8 --lora-rank 16
+    python -m bench.plan --model phi4-mini --task train --batch 8 --tokens 4096 --fsdp 8 --json
+    python -m bench.plan --model phi4-mini --task train --batch 8 --tokens 8192 --fsdp 8 --lora-rank 16 --json
     python -m bench.plan --model qwen3-14b --task answer --batch 1 --tokens 32768 --find-mesh H100-80GB
 
 Tasks (the library functions the LanguageModel / trainer jit, with the same shardings: parameters by
@@ -12,9 +13,14 @@ batch sharding):
   answer   `model.forward_last` on B × T left-padded tokens (Chapter 3/5 answer-step scoring);
   prefill  `generate.prefill` of B × T tokens into a cache of S = --cache slots (default T);
   decode   one `generate.step` at live length T (--tokens) in a cache of S = --cache slots (default T);
-  train    one `train.sft` step (`make_step` + `jit_step`, donated state, AdamW): A = --accumulation
-           micro-batches of B rows of T tokens, K = --loss-slots loss positions per row; full fine-tuning
-           or LoRA (--lora-rank). Extra `sft.StepConfig` options pass through as --step KEY=VALUE.
+  train    one `train.sft` step as `trainer.prepare` builds it (`train.plan.lower_train_step`: `make_step` +
+           `jit_step`, the trainer's state shardings, donated state, AdamW): A = --accumulation micro-batches
+           of B rows of T tokens, K = --loss-slots loss positions per row (default T/2); full fine-tuning or
+           LoRA (--lora-rank; the frozen base in the compute dtype). Step options are the dissertation-scale
+           defaults of `lower_train_step` — bfloat16 compute, precision bf16_master (bfloat16 weights + float32
+           master and Adam moments), remat full, the layers as one scan, chunked cross-entropy of 256 loss
+           positions per row — each changed with --step KEY=VALUE (`sft.StepConfig` fields; today's plain step
+           is --step precision=fp32 --step remat=none --step scan_layers=false --step loss_chunk=0).
 
 Mesh: --data/--fsdp/--tensor as the launchers take them; with none of them given, the smallest mesh of
 `MESH_CANDIDATES` (serving: tensor 1, 2, 4, 8; training: fsdp first) that fits --find-mesh (default
@@ -47,7 +53,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
+import inspect
 import json
 import math
 import os
@@ -86,12 +92,14 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--full", action="store_true", help="compile every layer instead of extrapolating")
     p.add_argument("--lora-rank", type=int, default=0, help="train: LoRA adapters of this rank on q,k,v,o,gate,up,down")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
-                   help="parameter/compute dtype (train: compute dtype; master weights stay float32)")
+                   help="parameter/compute dtype (train: the compute dtype; how weights are kept is --step "
+                        "precision=..., default bf16_master with bfloat16 compute, fp32 with float32)")
     p.add_argument("--attention", default="auto", help="AttentionConfig.impl (auto, blockwise, reference, ...)")
     p.add_argument("--accumulation", type=int, default=1, help="train: micro-batches per step (A)")
     p.add_argument("--loss-slots", type=int, default=None, help="train: loss positions per row K (default T/2)")
     p.add_argument("--step", action="append", default=[], metavar="KEY=VALUE",
-                   help="train: an extra sft.StepConfig field (repeatable)")
+                   help="train: an sft.StepConfig field (repeatable): remat=none|full|dots, loss_chunk=N (0 = "
+                        "unchunked), precision=fp32|bf16_master|bf16, scan_layers=true|false, compute_dtype=...")
     p.add_argument("--find-mesh", choices=sorted(HBM), default=None,
                    help="try the meshes of MESH_CANDIDATES (up to 8 devices) and report the first that fits "
                         "this HBM (the default when no mesh axis is given)")
@@ -191,37 +199,31 @@ def lower(config, args, mesh):
                     sds((), jnp.int32))
 
 
+def train_options(args) -> dict:
+    """`train.plan.lower_train_step`'s step options from the flags: its dissertation-scale defaults (bf16_master,
+    remat full, layers scanned, 256 loss positions per chunk) with --dtype as the compute dtype (float32:
+    precision fp32) and any --step KEY=VALUE on top."""
+    from entropy_jax.train import plan as train_plan
+
+    options = _step_options(args.step)
+    if "lora" in options:
+        raise SystemExit("--step lora=...: use --lora-rank")
+    options.setdefault("compute_dtype", args.dtype)
+    if options["compute_dtype"] != "bfloat16":
+        options.setdefault("precision", "fp32")  # the bfloat16 weight options need bfloat16 compute
+    defaults = {k: v.default for k, v in inspect.signature(train_plan.lower_train_step).parameters.items()
+                if k in ("remat", "precision", "loss_chunk", "scan_layers")}
+    return {**defaults, **options}
+
+
 def _lower_train(config, args, mesh, attention):
-    import jax
-    import jax.numpy as jnp
+    from entropy_jax.train import plan as train_plan
 
-    from entropy_jax.llm import model as mdl
-    from entropy_jax.llm import sharding as shd
-    from entropy_jax.train import lora as lora_lib
-    from entropy_jax.train import packing, sft
-
-    options = {"compute_dtype": args.dtype, **_step_options(args.step), "lora": bool(args.lora_rank)}
-    step_cfg = sft.StepConfig(**options)
-    compute = sft.COMPUTE_DTYPES[step_cfg.compute_dtype]
-    _, base = mdl.abstract(config, jnp.float32)  # float32 master weights (trainer._f32_copy)
-    if args.lora_rank:
-        lora_cfg = lora_lib.LoraConfig(rank=args.lora_rank, alpha=2.0 * args.lora_rank)
-        trainable = jax.eval_shape(lambda: lora_lib.init(jax.random.key(0), base, lora_cfg))
-        frozen, lora_spec = base, lora_lib.spec(lora_cfg, trainable)
-    else:
-        trainable, frozen, lora_spec = base, None, None
-    graphdef, _ = mdl.abstract(config, compute, lora=lora_spec, attention=attention)
-    tx = sft.optimizer(sft.OptimConfig())
-    state = jax.eval_shape(functools.partial(sft.init_state, tx=tx), trainable)
-    state_s = sft.state_shardings(state, mesh, lora=bool(args.lora_rank))
-    frozen_s = None if frozen is None else shd.param_shardings(frozen, mesh)
-    step = sft.jit_step(sft.make_step(graphdef, tx, step_cfg, mesh), mesh=mesh, state_sharding=state_s,
-                        frozen_sharding=frozen_s)
-    a, b, t = args.accumulation, args.batch, args.tokens
-    k = args.loss_slots or max(1, t // 2)
-    batch = {f: jax.ShapeDtypeStruct((a, b, k if f.startswith("loss_") else t),
-                                     jnp.float32 if f == "loss_weights" else jnp.int32) for f in packing.FIELDS}
-    return step.lower(state, frozen, batch, jax.ShapeDtypeStruct((), jnp.float32))
+    lowered, _ = train_plan.lower_train_step(
+        config, batch=args.batch, seq_len=args.tokens, mesh=mesh, loss_slots=args.loss_slots or max(1, args.tokens // 2),
+        accumulation=args.accumulation, lora_rank=args.lora_rank, lora_alpha=2.0 * args.lora_rank,
+        attention=attention, **train_options(args))
+    return lowered
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -310,6 +312,7 @@ def plan(args, mesh_shape=None) -> dict:
         "cache": args.cache or args.tokens if args.task in ("prefill", "decode") else None,
         "accumulation": args.accumulation if args.task == "train" else None,
         "lora_rank": args.lora_rank or None, "dtype": args.dtype, "attention": args.attention,
+        "step": train_options(args) if args.task == "train" else None,
         "mesh": {"data": data, "fsdp": fsdp, "tensor": tensor}, "devices": data * fsdp * tensor,
         "backend": f"tpu ({args.tpu}, deviceless)" if args.tpu else "cpu (simulated devices)",
         "layers": depth, "layers_compiled": counts[-1], "extrapolated": extrapolated,

@@ -27,7 +27,11 @@ Training settings are `--train.*` (`entropy_jax.train.TrainConfig`): `--train.ep
 4` (rows per micro-batch), `--train.accumulation`, `--train.seq-len 512`, `--train.lr 1e-5`,
 `--train.compute-dtype bfloat16`, `--train.seed` (also the held-out split and the policies' orders),
 `--train.save-every N`; LoRA is the subcommand `train.lora:lora-config --train.lora.rank 16` (after the other
-flags). Settings (defaults in `pipeline.FinetuneConfig`): --student smollm2-135m-instruct, --teacher rationale,
+flags). Memory of the step (a 3–4B student with rows of 4k–8k tokens; `bench.plan --task train` checks a setting
+ahead of time): `--train.precision fp32|bf16_master|bf16` (bytes per parameter in `entropy_jax.train.sft`; the
+bf16 options need `--train.compute-dtype bfloat16` and keep a LoRA base in bfloat16), `--train.remat
+none|full|dots` with `--train.scan-layers` (layers as one scan: the backward recomputes one layer at a time),
+`--train.loss-chunk 256` (loss positions per row projected onto the vocabulary at once). Settings (defaults in `pipeline.FinetuneConfig`): --student smollm2-135m-instruct, --teacher rationale,
 --train-data demo, --eval-data demo, --eval-size 96, --policy gated, --dtype float32, --hard-quantile 0.75,
 --teacher-max-new-tokens 512, --labels letters, --score-batch 8, --no-skip-long, --prompt chat, --instruction
 (prompts.INSTRUCTION), --fewshot None. The prompt flags set the answer-only prompt of gating, evaluation and

@@ -40,6 +40,7 @@ from entropy_jax.estimators import study
 from entropy_jax.eval import mcqa_run, strata
 from entropy_jax.thinking import matrix
 from entropy_jax.train import POLICIES, frontier, pipeline
+from entropy_jax.train import evaluate as ev
 from entropy_jax.train.trainer import TrainConfig
 
 from . import generate, maxent_regimes, maxent_table1, nmf_rank, nmf_stability
@@ -325,6 +326,7 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
     elapsed = time.perf_counter() - t0
     gated = next(s for s in summaries if s["settings"]["policy"] == "gated")
     b = gated["bands"]
+    shifts = pipeline.label_shifts(base, out, [s["settings"]["policy"] for s in summaries])
     lines = [
         "## Chapter 4 — complexity-aware fine-tuning: entropy-gated SFT and chain-of-thought distillation",
         "",
@@ -352,6 +354,12 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
         "![Accuracy–token frontier](finetune/frontier.png)",
         "",
         frontier.markdown(front),
+        "What answer-only SFT learned here (`train.evaluate.label_shift`: the answer letters of the training "
+        "questions against the letters the student predicts on the held-out ones, before and after training, "
+        f"from OUT/<policy>/eval/epoch_*.json): {ev.describe_label_shift(shifts['sft' if 'sft' in shifts else 'gated'])} "
+        "Per policy (answer-only examples supervise the letter alone, CoT examples a trace ending in [[X]]):",
+        "",
+        ev.label_shift_markdown(shifts),
         f"A 135M model trained for seconds on {gated['n_train']} questions and evaluated on {gated['n_eval']}: "
         "differences of a few questions are noise (one question is "
         f"{1 / gated['n_eval']:.3f} of accuracy). The dissertation's setting — Qwen2.5-3B or Phi-4-mini students, "

@@ -197,17 +197,32 @@ class Decoder(nnx.Module):
             self.lm_head = Dense(c.hidden_size, c.vocab_size, bias=False, dtype=dtype, rngs=rngs)
 
     def hidden(self, tokens_bt, positions_bt, mask, cache: KVCache | None = None, slot=None,
-               constrain: Callable | None = None, max_position=None):
+               constrain: Callable | None = None, max_position=None, remat: Callable | None = None,
+               scan: bool = False):
         """Final-norm hidden states [B, T, D] and the updated cache. `mask` is an `attention.Mask`
         (`Mask.causal(valid_bt)`, `Mask.segments(segments_bt)`, `Mask.over_cache_slots(...)`).
-        `max_position` ([B], optional) picks longrope factors per row (`rope.cos_sin`)."""
+        `max_position` ([B], optional) picks longrope factors per row (`rope.cos_sin`).
+
+        Training only (no cache): `remat` transforms each layer's pure function (x, cos, sin, mask) → x,
+        e.g. `functools.partial(jax.checkpoint, policy=...)`, so the backward pass recomputes what the policy
+        did not save, layer by layer. `scan` runs the layers as one `lax.scan` over their params stacked
+        inside the trace (the params layout is unchanged) when all layers share one structure (else the
+        loop): the layer compiles once, and the backward pass recomputes one layer at a time whatever order
+        the compiler schedules."""
         x = self.embed(tokens_bt)
         cos, sin = rope.cos_sin(self.config, positions_bt, max_position)
+        if scan and cache is None:
+            scanned = _scan_layers(self.layers, x, (cos, sin, mask), constrain, remat)
+            if scanned is not None:
+                return self.norm(scanned), None
         new_cache = []
         for i, layer in enumerate(self.layers):
             if constrain is not None:
                 x = constrain(x)
-            x, kv = layer(x, cos, sin, mask, None if cache is None else cache[i], slot)
+            if remat is not None and cache is None:
+                x, kv = _remat_layer(layer, remat, x, cos, sin, mask), None
+            else:
+                x, kv = layer(x, cos, sin, mask, None if cache is None else cache[i], slot)
             new_cache.append(kv)
         return self.norm(x), (None if cache is None else tuple(new_cache))
 
@@ -218,6 +233,35 @@ class Decoder(nnx.Module):
         else:
             logits = self.lm_head(h_btd)
         return logits.astype(jnp.float32)
+
+
+def _remat_layer(layer: Block, remat: Callable, x, cos, sin, mask):
+    # the transform (jax.checkpoint) needs a pure function of arrays: the layer's params become an argument
+    graphdef, state = nnx.split(layer)
+
+    def run(state, x, cos, sin, mask):
+        return nnx.merge(graphdef, state)(x, cos, sin, mask)[0]
+
+    return remat(run)(state, x, cos, sin, mask)
+
+
+def _scan_layers(layers, x, args, constrain: Callable | None, remat: Callable | None):
+    """x through `layers` as a `lax.scan` over their stacked params (None when their structures differ)."""
+    splits = [nnx.split(layer) for layer in layers]
+    graphdef = splits[0][0]
+    if any(g != graphdef for g, _ in splits[1:]):
+        return None
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[state for _, state in splits])
+
+    def run(state, x, *args):
+        return nnx.merge(graphdef, state)(x, *args)[0]
+
+    run = run if remat is None else remat(run)
+
+    def body(x, state):
+        return run(state, x if constrain is None else constrain(x), *args), None
+
+    return jax.lax.scan(body, x, stacked)[0]
 
 
 # ---------------------------------------------------------------------------------------------- pure API

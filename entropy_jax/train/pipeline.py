@@ -42,7 +42,7 @@ from entropy_jax.llm import api, prompts, scoring
 from entropy_jax.stores import RunLock, check_inputs, check_settings, digest, file_digest, read_json, write_json
 from entropy_jax.train import evaluate as ev
 from entropy_jax.train import examples as ex
-from entropy_jax.train import frontier, gating, policy, traces, trainer
+from entropy_jax.train import frontier, gating, policy, sft, traces, trainer
 from entropy_jax.train.trainer import TrainConfig
 
 
@@ -93,8 +93,10 @@ class FinetuneConfig:
     export: bool = configs.runtime(True)
     """Export the trained model to OUT/final (safetensors, config, tokenizer; verified against our logits)."""
     train: TrainConfig = TrainConfig(epochs=2)
-    """Training: epochs, micro-batch rows, sequence length, packing, optimizer, precision, LoRA, seed (the seed
-    also fixes the held-out split, the policies' subsets and every epoch's order)."""
+    """Training: epochs, micro-batch rows, sequence length, packing, optimizer, LoRA, seed (the seed also fixes
+    the held-out split, the policies' subsets and every epoch's order), and the step's memory options: compute
+    dtype, precision (fp32 / bf16_master / bf16), per-layer remat (none / full / dots), scanned layers and the
+    chunked loss (`TrainConfig`; `--train.remat full --train.scan-layers --train.loss-chunk 256`)."""
     skip_long: bool = False
     """Leave out questions whose scoring prompt does not fit the student's context (and give no model-teacher
     trace to those whose step-by-step prompt leaves no room for the teacher's budget); counted in the summary.
@@ -135,6 +137,12 @@ class FinetuneConfig:
         if t.clip_norm is not None:
             check.flag_float("train.clip_norm", t.clip_norm, 0.0, lo_open=True)
         check.flag_choice("train.compute_dtype", t.compute_dtype, ("float32", "bfloat16"))
+        check.flag_choice("train.precision", t.precision, sft.PRECISIONS)
+        if t.precision != "fp32" and t.compute_dtype != "bfloat16":
+            raise check.flag_error("train.precision", "stores bfloat16 weights: needs --train.compute-dtype bfloat16",
+                                   t.precision)
+        check.flag_choice("train.remat", t.remat, tuple(sft.REMAT_POLICIES))
+        check.flag_int("train.loss_chunk", t.loss_chunk, 0)
         if t.lora is not None:
             check.flag_int("train.lora.rank", t.lora.rank, 1)
             check.flag_float("train.lora.alpha", t.lora.alpha, 0.0, lo_open=True)
@@ -388,6 +396,13 @@ def sweep(base: FinetuneConfig, out: str | Path, *, policies: tuple[str, ...] = 
         cfg = dataclasses.replace(base, policy=name, export=name in export)
         summaries.append(run(cfg, out / name, student=student, mesh=mesh, progress=progress))
     return {"runs": summaries, "frontier": frontier.run(out)}
+
+
+def label_shifts(base: FinetuneConfig, out: str | Path, policies) -> dict[str, dict]:
+    """{policy: `evaluate.label_shift`} of the runs of a sweep of `base` in OUT/<policy>/: what each run did to
+    the held-out predictions' answer labels, against the training answers' label distribution."""
+    train, evals = split_questions(base)
+    return {name: ev.label_shift_of_run(Path(out) / name, train + evals, style=base.labels) for name in policies}
 
 
 def markdown(summaries: list[dict]) -> str:

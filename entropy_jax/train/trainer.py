@@ -63,7 +63,23 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = 1.0
     compute_dtype: str = "float32"
-    """float32 or bfloat16 (master weights and optimizer state stay float32)."""
+    """float32 or bfloat16: the dtype of the forward and backward pass."""
+    precision: str = "fp32"
+    """How weights are kept (bytes per parameter in `sft`'s docstring): fp32 (float32 master weights, cast
+    to the compute dtype inside the step), bf16_master (bfloat16 weights + a float32 master copy updated by
+    the optimizer), bf16 (bfloat16 weights only). Adam's moments are float32 in all three; the bf16 options
+    need compute_dtype=bfloat16 and keep a LoRA run's frozen base in bfloat16 (fp32: in float32)."""
+    remat: str = "none"
+    """Per-layer rematerialisation in the backward pass: none, full (keep each layer's input only) or dots
+    (keep the weight matmuls' outputs, recompute attention and elementwise work). Use it with scan_layers:
+    with unrolled layers the compiler may schedule every recomputation early, and XLA's CPU backend does
+    (no saving at all; bench/RESULTS.md, train-step memory plan)."""
+    loss_chunk: int = 0
+    """Loss positions per row projected onto the vocabulary at once (custom-VJP chunked cross-entropy, no
+    [B, K, V] float32 logits); 0 = all K at once."""
+    scan_layers: bool = False
+    """Run the decoder layers as one `lax.scan` over their stacked params (compiles the layer once; with
+    remat, the backward recomputes one layer at a time whatever the compiler's schedule)."""
     lora: lora_lib.LoraConfig | None = None
     """None = full fine-tuning."""
     seed: int = 0
@@ -80,8 +96,12 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.micro_batch < 1 or self.accumulation < 1:
             raise ValueError(f"epochs, micro_batch and accumulation must be ≥ 1: {self}")
-        if self.compute_dtype not in sft.COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype {self.compute_dtype!r}; use one of {sorted(sft.COMPUTE_DTYPES)}")
+        self.step_config(lora=False)  # names the bad compute_dtype / precision / remat / loss_chunk
+
+    def step_config(self, lora: bool | None = None) -> sft.StepConfig:
+        return sft.StepConfig(compute_dtype=self.compute_dtype, lora=self.lora is not None if lora is None else lora,
+                              remat=self.remat, loss_chunk=self.loss_chunk, precision=self.precision,
+                              scan_layers=self.scan_layers)
 
 
 @dataclasses.dataclass
@@ -135,16 +155,17 @@ def prepare(lm, epoch_examples: Callable[[int], Sequence[Tokenized]], config: Tr
     total = int(sum(steps))
     optim = sft.OptimConfig(weight_decay=config.weight_decay, clip_norm=config.clip_norm)
     tx = sft.optimizer(optim)
-    base = _f32_copy(lm.params)
+    compute = sft.COMPUTE_DTYPES[config.compute_dtype]
     if config.lora is None:
-        trainable, frozen = base, None
+        trainable, frozen = _f32_copy(lm.params), None
     else:
-        trainable = lora_lib.init(jax.random.key(config.seed), base, config.lora)
-        frozen = base
-    step_cfg = sft.StepConfig(compute_dtype=config.compute_dtype, lora=config.lora is not None)
+        trainable = lora_lib.init(jax.random.key(config.seed), lm.params, config.lora)
+        # the frozen base is never donated; outside "fp32" it is kept in the compute dtype (no float32 copy)
+        frozen = _f32_copy(lm.params) if config.precision == "fp32" else sft.cast(lm.params, compute)
+    step_cfg = config.step_config()
     lora_spec = None if config.lora is None else lora_lib.spec(config.lora, trainable)
-    graphdef, _ = mdl.abstract(lm.config, sft.COMPUTE_DTYPES[config.compute_dtype], lora=lora_spec)
-    init = functools.partial(sft.init_state, tx=tx)
+    graphdef, _ = mdl.abstract(lm.config, compute, lora=lora_spec)
+    init = functools.partial(sft.init_state, tx=tx, precision=config.precision)
     if mesh is None:
         state, state_s, frozen_s = init(trainable), None, None
     else:
@@ -176,11 +197,15 @@ _merge = jax.jit(lora_lib.merge, static_argnums=2)
 
 
 def full_params(run: Run, state: dict | None = None):
-    """The model's float32 params after training so far (LoRA adapters merged)."""
-    trainable = (state or run.state)["trainable"]
+    """The model's params after training so far (LoRA adapters merged): float32 except under precision
+    "bf16" (bfloat16 weights); a LoRA run with a bfloat16 frozen base merges into the LanguageModel's
+    params (their dtype)."""
+    state = state or run.state
+    trained = state.get("master", state["trainable"])
     if run.config.lora is None:
-        return trainable
-    return _merge(run.frozen, trainable, run.config.lora.scale)
+        return trained
+    base = run.frozen if run.config.precision == "fp32" else run.lm.params
+    return _merge(base, trained, run.config.lora.scale)
 
 
 def _put_batch(batch: dict, mesh):
