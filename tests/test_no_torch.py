@@ -15,31 +15,13 @@ import textwrap
 
 import pytest
 
+from tests.hide_torch import SOURCE as HIDE_TORCH
+
 pytestmark = pytest.mark.slow
 
-SCRIPT = textwrap.dedent(r"""
+SCRIPT = HIDE_TORCH + textwrap.dedent(r"""
     import importlib.machinery, sys
 
-    class HideTorch:
-        # sys.path's finder, blind to torch: `import torch` and `find_spec("torch")` behave as if it were
-        # not installed (libraries that probe for torch take their torch-free path)
-
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                return None
-            return importlib.machinery.PathFinder.find_spec(name, path, target)
-
-        @staticmethod
-        def find_distributions(*args, **kwargs):  # importlib.metadata asks the meta path too
-            return (d for d in importlib.machinery.PathFinder.find_distributions(*args, **kwargs)
-                    if (d.metadata["Name"] or "").lower() != "torch")
-
-        @staticmethod
-        def invalidate_caches():
-            importlib.machinery.PathFinder.invalidate_caches()
-
-    sys.meta_path[:] = [HideTorch if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
     try:
         import torch  # noqa: F401
         raise SystemExit("torch is still importable")

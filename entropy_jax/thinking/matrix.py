@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Container
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,9 @@ class MatrixConfig:
     """Leave out questions whose prompt does not fit some thinker's context (with its budget) or some
     answerer's (counted in the summary); without it such a question stops the run before any work."""
 
-    def check(self) -> MatrixConfig:
-        """Every field, before any work: a `ConfigError` naming the flag."""
+    def check(self, given: Container[str] = ()) -> MatrixConfig:
+        """Every field, before any work: a `ConfigError` naming the flag. `given`: names of models handed to
+        `run` already loaded (labels of in-memory models, not sources to look up)."""
         thinkers = check.flag_parse("thinkers", names, self.thinkers)
         answerers = check.flag_parse("answerers", names, self.answerers)
         for name in thinkers:
@@ -111,15 +113,17 @@ class MatrixConfig:
                 continue
             if name.startswith("shuffled:"):
                 base = name.split(":", 1)[1]
-                if base not in tr.SOURCES and base not in thinkers:
+                if base not in tr.SOURCES and base not in thinkers and base not in given:
                     check.flag_model("thinkers", base)
                 continue
-            check.flag_model("thinkers", name)
+            if name not in given:
+                check.flag_model("thinkers", name)
         for name in answerers:
             if name in tr.SOURCES or name.startswith("shuffled:"):
                 raise check.flag_error("answerers", f"{name!r} is a trace source, not a model; answerers are model "
                                        "sources", self.answerers)
-            check.flag_model("answerers", name)
+            if name not in given:
+                check.flag_model("answerers", name)
         check.flag_text("data", self.data)
         check.flag_optional_int("limit", self.limit, 1)
         check.flag_int("max_think_tokens", self.max_think_tokens, 1)
@@ -357,7 +361,7 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
     a `RunLock` for the call."""
     import matplotlib.pyplot as plt
 
-    config.check()
+    config.check(given=models or {})
     out = check.flag_out_dir("out", out)
     thinkers, answerers = names(config.thinkers), names(config.answerers)
     fmt = prompts.PromptFormat.of(config)

@@ -264,8 +264,6 @@ def test_metrics_of_logged_samples_with_and_without_entropy(setup, runs, tmp_pat
     """`mcqa_run.lm_eval_metrics` (the launcher's --lm-eval-samples): our backend's samples give every signal;
     the HF backend's have no full-vocabulary entropy, which is dropped and named, the other signals kept."""
     from entropy_jax.eval import mcqa_run
-    from launch import mcqa_entropy
-
     hf, ours = runs
     got = mcqa_run.lm_eval_metrics(ours["out"], tmp_path / "ours", task="tiny_mc", n_boot=50)
     rows = read_log_samples(ours["out"], task="tiny_mc")
@@ -280,8 +278,7 @@ def test_metrics_of_logged_samples_with_and_without_entropy(setup, runs, tmp_pat
     assert json.loads((tmp_path / "ours" / "metrics.json").read_text())["n_scored"] == N_DOCS
     assert (tmp_path / "ours" / "entropy_hist.png").stat().st_size > 0
 
-    other = mcqa_entropy.main(mcqa_entropy.Config(lm_eval_samples=hf["out"], lm_eval_task="tiny_mc", n_boot=50,
-                                                  out=tmp_path / "hf", progress=False))
+    other = mcqa_run.lm_eval_metrics(hf["out"], tmp_path / "hf", task="tiny_mc", n_boot=50)
     assert set(other["dropped_signals"]) == {"entropy"} and "--model entropy_jax" in other["dropped_signals"]["entropy"]
     assert set(other["overall"]["error_detection"]) == set(mcqa_run.SIGNALS) - {"entropy"}
     assert other["overall"]["mean_entropy"] is None and other["entropy_settings"] is None

@@ -36,40 +36,18 @@ import pytest
 pytest.importorskip("torch")  # builds the tiny models
 
 from entropy_jax.data import mcqa
+from tests.hide_torch import SOURCE as HIDE_TORCH
 
 pytestmark = [pytest.mark.entry, pytest.mark.slow, pytest.mark.xdist_group("fault_injection")]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = 3
 POLL = 0.02  # seconds between looks at a run's files (the random delay after the chosen unit dominates)
 
-ZYGOTE = r'''
+ZYGOTE = HIDE_TORCH + r'''
 import importlib, importlib.machinery, importlib.metadata, json, os, sys, traceback
 
 
-class HideTorch:
-    """sys.path's finder, blind to torch and its metadata: libraries take their torch-free paths."""
-
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            return None
-        return importlib.machinery.PathFinder.find_spec(name, path, target)
-
-    @staticmethod
-    def find_distributions(context=None, **kwargs):
-        context = context or importlib.metadata.DistributionFinder.Context(**kwargs)
-        if (context.name or "").lower() == "torch":
-            return iter(())
-        return (d for d in importlib.machinery.PathFinder.find_distributions(context)
-                if not getattr(d, "_path", None) or not d._path.name.lower().startswith("torch-"))
-
-    @staticmethod
-    def invalidate_caches():
-        importlib.machinery.PathFinder.invalidate_caches()
-
-
-sys.meta_path[:] = [HideTorch if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
 from jax._src import xla_bridge
 
 launchers = {name: importlib.import_module(name) for name in sys.argv[1:]}
