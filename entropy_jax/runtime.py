@@ -149,3 +149,26 @@ def mesh_from_flags(data: int = 1, fsdp: int = 1, tensor: int = 1) -> Mesh | Non
     from entropy_jax.llm import make_mesh
 
     return make_mesh(data, fsdp, tensor)
+
+
+def is_writer() -> bool:
+    """Whether this process writes a run's files: the only process, or process 0 of a multi-process job (every
+    process runs the same program and holds the same results; one writes them, on its host's disk)."""
+    return jax.process_index() == 0
+
+
+def check_same_everywhere(value, what: str) -> None:
+    """In a multi-process job, fail unless every process holds the same `value` (JSON-able; compared by
+    CRC-32): e.g. the work a resumed run has left, which each process reads from the files it sees. Processes
+    that disagree would otherwise wait for each other forever in the first computation that differs. A no-op
+    with one process; with several it is a collective: every process must call it at the same point."""
+    if jax.process_count() == 1:
+        return
+    import json
+    import zlib
+
+    from jax.experimental import multihost_utils
+
+    digest = np.uint32(zlib.crc32(json.dumps(value, sort_keys=True, default=str).encode("utf-8")))
+    multihost_utils.assert_equal(digest, f"the processes of this job see different {what} (a resumed "
+                                 "multi-host run needs its output files on a file system every host reads)")

@@ -146,8 +146,9 @@ class Partial:
 
 
 def check_settings(out: str | os.PathLike, settings: dict, *, holds: Iterable[str | os.PathLike] = (),
-                   what: str = "results") -> None:
-    """Refuse to reuse `out` for other settings, then record `settings` in OUT/settings.json.
+                   what: str = "results", write: bool = True) -> None:
+    """Refuse to reuse `out` for other settings, then record `settings` in OUT/settings.json (`write=False`:
+    check only, e.g. on the processes of a multi-process job that do not write).
 
     `holds` are the result files (relative to `out`, globs allowed) whose presence means the directory holds
     results; with none of them present a directory is free for any settings (a run that failed before
@@ -161,7 +162,8 @@ def check_settings(out: str | os.PathLike, settings: dict, *, holds: Iterable[st
         changed = _diff(old, settings)
         raise ResumeError(f"{out} holds {what} made with other settings (saved → now: {changed}); use another "
                           "--out or delete it")
-    write_json(path, settings)
+    if write:
+        write_json(path, settings)
 
 
 def _holds(out: Path, holds: Iterable[str | os.PathLike]) -> list[str]:
@@ -170,8 +172,9 @@ def _holds(out: Path, holds: Iterable[str | os.PathLike]) -> list[str]:
 
 def check_inputs(out: str | os.PathLike, inputs: Mapping[str, Any], *,
                  holds: Iterable[str | os.PathLike] | Mapping[str, Iterable[str | os.PathLike]] = (),
-                 what: str = "results") -> None:
-    """Refuse to reuse `out` for results of other inputs, then record `inputs` in OUT/inputs.json.
+                 what: str = "results", write: bool = True) -> None:
+    """Refuse to reuse `out` for results of other inputs, then record `inputs` in OUT/inputs.json (`write=False`:
+    check only).
 
     `inputs` maps a name ("data", "model", "teacher", "model <source>", …) to that input's identity: a data set's
     `mcqa.identity` ({"source", "questions": {id: content hash}}), a model's `llm.fingerprint`, a file's digest.
@@ -199,7 +202,8 @@ def check_inputs(out: str | os.PathLike, inputs: Mapping[str, Any], *,
     if problems:
         raise ResumeError(f"{out} holds {what} made from other inputs — " + "; ".join(problems)
                           + ". Use another --out, or delete those files to recompute")
-    write_json(path, old | inputs)
+    if write:
+        write_json(path, old | inputs)
 
 
 def _ids(ids: list[str], n: int = 5) -> str:
@@ -313,13 +317,15 @@ class JsonlStore:
 
     `required` are the fields every row must have (a row without them is foreign: an error naming the file and
     line). A store opened with `writable=True` repairs a torn tail on its first read and may `append`; a
-    read-only store never modifies the file.
+    read-only store never modifies the file (`ignored_tail` is then the byte offset of the torn line or short
+    last batch it skipped, else None: a caller holding the file's lock may open it writable to cut it).
     """
 
     def __init__(self, path: str | os.PathLike, *, required: Iterable[str] = (), writable: bool = False):
         self.path = Path(path)
         self.required = tuple(required)
         self.writable = writable
+        self.ignored_tail: int | None = None
         self._lines: list[_Line] | None = None
 
     # ---------------------------------------------------------------- reading
@@ -370,6 +376,7 @@ class JsonlStore:
                 os.fsync(f.fileno())
         else:
             log.warning("%s: %s; ignored (read-only)", self.path, why)
+            self.ignored_tail = offset if self.ignored_tail is None else min(offset, self.ignored_tail)
 
     def rows(self) -> list[dict]:
         """Every row, in file order."""

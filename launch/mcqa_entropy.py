@@ -12,7 +12,8 @@ off with ENTROPY_JAX_COMPILATION_CACHE=0).
 The run is `entropy_jax.eval.mcqa_run.run`: it writes DIR/scores.jsonl (one line per question: id, the exact
 rendered prompt, pred, answer, correct, entropy, option_probs, max_prob, margin, label_entropy, label_mass,
 stratum, …), DIR/metrics.json (overall and per stratum: accuracy, ROC-AUC of every signal as an error detector
-with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n) and figures (entropy histograms
+with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n), DIR/model.json (the model's family,
+vocabulary size and entropy settings) and figures (entropy histograms
 correct vs wrong per stratum, reliability diagram, risk–coverage curves). Re-running with the same --out
 resumes: only the batches not yet in scores.jsonl are scored, and the file ends identical to an uninterrupted
 run's (batches are fixed by position); other settings, other questions (a --data file edited under the same

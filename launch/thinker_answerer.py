@@ -25,8 +25,11 @@ OUT/summary.json. Re-running with the same --out resumes pair by pair (and batch
 thinkers whose traces are cached generate nothing; adding a thinker or an answerer runs only the new pairs;
 pair rows and trace caches are keyed by content (the question, the trace read, the models' files), and a resume
 whose data or models changed is refused for the pairs made from them, naming what changed; OUT/.lock keeps a
-second process out. Every flag is checked before any work ("error: --flag: …", exit 1); a question whose prompt
-does not fit some model's context stops the run before any work, named by id, unless --skip-long.
+second process out. Run as several processes (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`,
+`JAX_PROCESS_ID`; the mesh flags span all their devices), every process computes and only process 0 writes OUT,
+which each process reads to resume (a file system all hosts see). Every flag is checked before any work
+("error: --flag: …", exit 1); a question whose prompt does not fit some model's context stops the run before any
+work, named by id, unless --skip-long.
 --data: `demo`, a .jsonl/.csv path, or (online) `gpqa-main` (448 questions, options shuffled by the
 question-id permutation, stored with each question) and the other Chapter 3 benchmarks.
 
@@ -66,8 +69,10 @@ def main(config: Config) -> dict:
     check.flag_mesh(data_axis=config.data_axis, fsdp=config.fsdp, tensor=config.tensor)
     runtime.initialize()
     mesh = runtime.mesh_from_flags(config.data_axis, config.fsdp, config.tensor)
-    summary = matrix.run(config, config.out, mesh=mesh, progress=config.progress)
-    if config.progress:
+    # every process of a multi-process job runs the matrix; process 0 writes OUT and shows progress
+    shown = config.progress and runtime.is_writer()
+    summary = matrix.run(config, config.out, mesh=mesh, progress=shown)
+    if shown:
         print(matrix.markdown(summary))
     return summary
 

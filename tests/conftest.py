@@ -74,3 +74,11 @@ def pytest_sessionfinish(session, exitstatus):
         import shutil
 
         shutil.rmtree(os.environ["ENTROPY_JAX_TEST_CACHE"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Modules holding slow tests (`@pytest.mark.slow`, ~20 s or more each) go first, so that xdist's two workers
+    # do not end on one long test while the other idles; a module's tests stay together (its module fixtures are
+    # built once per worker).
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.module.__name__ not in slow)

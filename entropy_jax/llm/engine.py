@@ -51,9 +51,19 @@ shardings; host inputs are placed shard by shard and the per-chunk outputs are r
 multi-host run runs the same scheduler and reads the same results.
 
 **Static batching** (`batching="static"`) runs today's path for comparison: `LanguageModel.generate` over
-consecutive batches of `slots` requests in request order, each until its longest row finishes, cut back to every
-request's own budget and stop ids; same `Result`s and `Stats`. (Its sampling draws use one key per batch, and
+consecutive batches of `slots` requests in request order, each until its longest row finishes (rows stop at
+their own budgets; one decode program per bucket of the batch's largest budget), cut back to every request's
+own stop ids; same `Result`s and `Stats`. (Its sampling draws use one key per batch, and
 longrope switches a whole batch at once, as `generate.decode` does: only greedy outputs are comparable.)
+
+**Reproducibility.** With a fixed `cache_len` and `slots`, a decode step computes each slot's row with the same
+shapes whatever the other slots hold, so a slot's results depend on the others only through its prefill: XLA's
+CPU matmuls (and GPU ones) may sum in another order when the number of rows or the padded length changes, which
+moves entropies in the last float32 bit (tokens have not been seen to change). `reproducible=True` prefills
+the requests of one length bucket together and always `slots` rows per call (the rest padding), so a request's
+results are a function of (request, seed, slots, cache_len) alone, bit for bit: a resumed trace run that passes
+the cache length of the whole question set writes exactly the rows of an uninterrupted run. The price is
+prefill compute on padding rows (small next to decoding long traces).
 
 Stats (`Stats`): forward passes (prefill calls + decode steps), generated tokens, row-steps (slots × decode
 steps), wasted row-steps (row-steps that produced no kept token), prefill / decode seconds, tokens per second.
@@ -340,6 +350,15 @@ def _longrope_switch(config) -> int | None:
     return rope.original_max_position_embeddings or config.max_position_embeddings
 
 
+def _length_groups(items: list, cache_len: int) -> list[list]:
+    """Insert items (slot, request index, sequence, tokens before) grouped by the length bucket of their
+    sequences, in order of first appearance: one prefill call per group."""
+    groups: dict[int, list] = {}
+    for item in items:
+        groups.setdefault(min(bucket(len(item[2])), cache_len), []).append(item)
+    return list(groups.values())
+
+
 def _row_bucket(n: int, slots: int, multiple: int) -> int:
     """Rows of an insert call: the next power of two ≥ n, at most `slots`, a multiple of the batch shards."""
     b = min(1 << max(0, n - 1).bit_length(), slots)
@@ -496,7 +515,8 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str = "continuous",
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, policy: str = "longest",
              chunk_steps: int = 32, cache_len: int | None = None, on_result: Callable[[Result], None] | None = None,
-             progress: bool = False, decode_text: bool = True) -> tuple[list[Result], Stats]:
+             progress: bool = False, decode_text: bool = True, reproducible: bool = False
+             ) -> tuple[list[Result], Stats]:
     """Generate every request; returns (results in request order, stats).
 
     Args:
@@ -509,11 +529,15 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
       temperature, top_p: 0 is greedy; else sampling with per-request keys from (`seed`, request id).
       policy: the order requests start in ("longest", "prompt", "fifo"; see the module docstring).
       chunk_steps: decode steps per compiled chunk at most (the host refills between chunks).
-      cache_len: cache slots per decode slot (default: the longest prompt + budget, bucketed).
+      cache_len: cache slots per decode slot (default: the longest prompt + budget, bucketed). Entropies can
+        differ in the last float32 bit between cache lengths; a run resumed with a subset of its requests
+        passes the cache length of the whole set to reproduce it bit for bit.
       on_result: called with each `Result` as soon as its request finishes (in finishing order, once each; on
         every process of a multi-process run).
       progress: show a tqdm bar with tokens/s.
       decode_text: fill `Result.text` with the tokenizer.
+      reproducible: make every request's tokens, entropies and log-probs bitwise independent of the other
+        requests of the call (see "Reproducibility" in the module docstring); costs extra prefill rows.
     """
     if batching not in BATCHING:
         raise ValueError(f"batching {batching!r}; use one of {list(BATCHING)}")
@@ -568,10 +592,13 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
             bar.update(1)
             bar.set_postfix(tok_s=f"{stats.generated_tokens / max(time.perf_counter() - t_start, 1e-9):.1f}")
 
+    def groups(items: list) -> list[list]:
+        return _length_groups(items, cache_len) if reproducible else [items]
+
     def do_insert(items: list[tuple[int, int, list[int], int]]):
         """items: (slot, request index, sequence, tokens generated before) → one prefill call."""
         nonlocal state
-        rows = _row_bucket(len(items), n_slots, multiple)
+        rows = n_slots if reproducible else _row_bucket(len(items), n_slots, multiple)
         length = min(bucket(max(len(seq) for _, _, seq, _ in items)), cache_len)
         tokens = np.zeros((rows, length), np.int32)
         lengths = np.ones(rows, np.int32)
@@ -611,12 +638,14 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
                     if len(reqs[run.index].prompt) + len(run.tokens) - 1 == eng.switch]
             if redo:
                 stats.reencodes += len(redo)
-                do_insert(redo)
+                for group in groups(redo):
+                    do_insert(group)
                 continue
         if waiting and free:
             free.sort()
             take = [(free.pop(0), waiting.popleft()) for _ in range(min(len(free), len(waiting)))]
-            do_insert([(slot, index, list(reqs[index].prompt), 0) for slot, index in take])
+            for group in groups([(slot, index, list(reqs[index].prompt), 0) for slot, index in take]):
+                do_insert(group)
             continue
         if not running:
             continue
@@ -650,8 +679,8 @@ def generate(lm, requests: Sequence[Request], *, slots: int = 8, batching: str =
 def _static(lm, reqs: list[Request], *, slots: int, sampling: gen.Sampling, seed: int, on_result, progress: bool,
             decode_text: bool) -> tuple[list[Result], Stats]:
     """Today's path: `LanguageModel.generate` over consecutive batches of `slots` requests (request order), each
-    run to its largest budget with the stop ids all its requests share, then cut back to every request's own
-    budget and stop ids."""
+    row stopping at its own budget (one compiled decode loop per bucket of the batch's largest budget) and at
+    the stop ids all the batch's requests share, then cut back to every request's own stop ids."""
     stats = Stats("static", slots, 0, len(reqs), policy="fifo",
                   entropy_settings=dict(gen.ENTROPY_SETTINGS, vocab_size=lm.config.vocab_size),
                   sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed})
@@ -663,10 +692,10 @@ def _static(lm, reqs: list[Request], *, slots: int, sampling: gen.Sampling, seed
         batch = reqs[start:start + slots]
         # rows stop early only at ids every request of the batch stops at; each is cut at its own ids below
         shared = [t for t in batch[0].stop_token_ids if all(t in r.stop_token_ids for r in batch[1:])]
-        n = max(r.max_new_tokens for r in batch)
         key = None if sampling.greedy else jax.random.fold_in(jax.random.key(seed), b)
-        g = lm.generate([list(r.prompt) for r in batch], max_new_tokens=n, temperature=sampling.temperature,
-                        top_p=sampling.top_p, key=key, stop_token_ids=shared, decode_text=False)
+        g = lm.generate([list(r.prompt) for r in batch], max_new_tokens=[r.max_new_tokens for r in batch],
+                        temperature=sampling.temperature, top_p=sampling.top_p, key=key, stop_token_ids=shared,
+                        decode_text=False)
         steps = int(g.seconds["decode_steps"])
         rows = lm.pad_batch(len(batch))
         stats.prefill_seconds += g.seconds["prefill"]
@@ -674,7 +703,7 @@ def _static(lm, reqs: list[Request], *, slots: int, sampling: gen.Sampling, seed
         stats.prefill_passes += 1
         stats.decode_steps += steps
         stats.row_steps += steps * rows
-        stats.cache_len = max(stats.cache_len, bucket(int(g.prompt_lengths.max())) + n)
+        stats.cache_len = max(stats.cache_len, g.cache_len)
         for i, r in enumerate(batch):
             tokens = g.tokens[i][g.valid[i]]
             end = min(len(tokens), r.max_new_tokens)

@@ -2,8 +2,9 @@
 
 Prompts are left-padded to a common length T (a shape bucket), so every row writes its next token to the same
 cache slot T + i; per-row positions count valid tokens only, so padding changes nothing. `decode` is one
-`lax.while_loop` (no Python per token) that stops after `max_new_tokens` or when every row has emitted a stop
-token. The KV cache is in the compute dtype, and a step's attention reads only the cache blocks up to the
+`lax.while_loop` (no Python per token) that stops when every row has emitted a stop token or used its own
+budget (a traced [B] array, at most the static output width `max_new_tokens`, so callers bucket the width and
+compile one loop for many budgets). The KV cache is in the compute dtype, and a step's attention reads only the cache blocks up to the
 slot it writes (`attention.blockwise`), so its cost grows with the tokens written so far, not with the
 allocated length. `step` also takes per-row write slots ([B]), so rows may have their own live lengths.
 Longrope models (Phi-3/4) leave the loop when the sequence reaches the original context, re-encode it once
@@ -115,20 +116,23 @@ def choose(logits_bv, key, temperature, top_p, greedy: bool):
     return jax.random.categorical(key, nucleus, axis=-1).astype(jnp.int32)
 
 
-def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, active_b, key, temperature, top_p, stop_ids, *,
-           max_new_tokens: int, greedy: bool, pad_id: int, constrain: Callable | None = None):
-    """Generate up to `max_new_tokens` after `prefill`.
+def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, active_b, key, temperature, top_p, stop_ids,
+           budget_b=None, *, max_new_tokens: int, greedy: bool, pad_id: int, constrain: Callable | None = None):
+    """Generate up to `max_new_tokens` after `prefill`, row b at most `budget_b[b]` of them.
 
     Args: cache and logits from `prefill`; tokens_bt, mask_bt [B, T] the prompt; active_b [B] bool, False for
     rows that only pad the batch (they count as finished from the start); key a PRNG key (folded with the
-    step); temperature, top_p scalars; stop_ids [n] int32.
-    Returns (outputs, cache), outputs a dict: tokens [B, N] int32 (pad_id after a row stops), valid [B, N] bool (generated, stop token
-    included), entropy [B, N] and log_prob [B, N] float32 (0 where not valid), steps (forward passes run);
-    the cache is returned so a donated input cache is updated in place.
+    step); temperature, top_p scalars; stop_ids [n] int32; budget_b [B] int32 (traced: rows with their own
+    budgets, and one compiled loop for every budget ≤ N; None = N for every row).
+    Returns (outputs, cache), outputs a dict: tokens [B, N] int32 (pad_id after a row stops), valid [B, N] bool
+    (generated, stop token included), entropy [B, N] and log_prob [B, N] float32 (0 where not valid), steps
+    (forward passes run: the loop ends when every row has stopped or used its budget); the cache is returned
+    so a donated input cache is updated in place.
     """
     model = nnx.merge(graphdef, params)
     b, t = mask_bt.shape
     n = max_new_tokens
+    budget_b = jnp.full((b,), n, jnp.int32) if budget_b is None else jnp.minimum(budget_b, n)
     start_pos = jnp.max(positions_from_mask(mask_bt), axis=1) + 1
     prompt_valid = mask_bt.astype(bool)
     # cache slots: the prompt's validity, then the generated slots (hidden until written: causal on slots)
@@ -156,7 +160,8 @@ def decode(graphdef, params, cache, logits_bv, tokens_bt, mask_bt, active_b, key
             "entropy": out["entropy"].at[:, i].set(jnp.where(valid, entropy, 0.0)),
             "log_prob": out["log_prob"].at[:, i].set(jnp.where(valid, log_prob, 0.0)),
         }
-        return token, done | jnp.any(token[:, None] == stop_ids[None, :], axis=-1), out
+        stopped = jnp.any(token[:, None] == stop_ids[None, :], axis=-1) | (i + 1 >= budget_b)
+        return token, done | stopped, out
 
     def body(carry):
         i, cache, logits, done, out = carry

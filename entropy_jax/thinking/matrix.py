@@ -22,10 +22,15 @@ is refused for the pairs made from them (naming the ids or files); an edited que
 its old row. Every field is checked before any work (`MatrixConfig.check`); a question whose prompt does not
 fit some thinker's context with its budget, or some answerer's context, stops the run before any work, named by
 id and model, unless `skip_long` (then it is left out of every pair and counted in the summary).
+
+Multi-process jobs (`jax.distributed`, a mesh over every process's devices): every process runs the same
+computations and reads OUT to know what is left (checked equal on all processes: `runtime.check_same_everywhere`);
+process 0 alone holds OUT's lock and writes its files (`runtime.is_writer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -33,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from entropy_jax import _validate as check
-from entropy_jax import configs, plots
+from entropy_jax import configs, plots, runtime
 from entropy_jax.data import mcqa
 from entropy_jax.eval import metrics as M
 from entropy_jax.llm import api, prompts, scoring
@@ -46,6 +51,7 @@ from entropy_jax.stores import (
     check_settings,
     digest,
     safe_name,
+    to_json,
     write_json,
 )
 from entropy_jax.thinking import answer as ans
@@ -76,7 +82,7 @@ class MatrixConfig:
     """Cap on the answerer's context (tokens); default its max_position_embeddings. Longer prompts keep the
     trace's end (the truncation policy of entropy_jax.thinking.answer)."""
     batch_size: int = configs.runtime(8)
-    """Thinker generation batch (rows are padded to it: one compiled decode loop)."""
+    """Thinker decode slots: traces generated at once on the continuous-batching engine."""
     answer_batch_size: int = 8
     labels: str = "letters"
     system: str | None = None
@@ -233,13 +239,19 @@ def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: 
     from tqdm.auto import tqdm
 
     fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
-    store = JsonlStore(pair_path(out, thinker, answerer), required=("id", "batch", "batch_rows"), writable=True)
+    write = runtime.is_writer()
+    store = JsonlStore(pair_path(out, thinker, answerer), required=("id", "batch", "batch_rows"), writable=write)
     bs = config.answer_batch_size
     done = store.complete_batches()
     check_batches(store.path, done, [(q.id, pair_content(q, ts.traces.get(q.id))) for q in questions], bs,
                   content="its question or the trace the answerer read")
     have = {r["batch"] for r in done}
     todo = [b for b in range(-(-len(questions) // bs)) if b not in have]
+    # every process scores the same batches (they are collectives); only process 0 appends them
+    runtime.check_same_everywhere(todo, f"batches left in {store.path}")
+    rows = {r["batch"]: [] for r in done}
+    for r in done:
+        rows[r["batch"]].append(r)
     if todo:
         lm = models.get(answerer)
         with tqdm(total=len(todo) * bs, disable=not progress, unit="q", desc=f"{thinker} → {answerer}") as bar:
@@ -247,10 +259,12 @@ def score_pair(thinker: str, answerer: str, ts: tr.TraceSet, questions, config: 
                 chunk = questions[b * bs: (b + 1) * bs]
                 got = ans.score(lm, chunk, ts.traces, context=config.answer_context, place=config.trace_place,
                                 style=config.labels, system=config.system, pad_to=bs, fmt=fmt)
-                store.append([pair_row(q, p, s, ts.traces.get(q.id), b, len(chunk), config.labels)
-                              for q, (p, s) in zip(chunk, got)])
+                rows[b] = [to_json(pair_row(q, p, s, ts.traces.get(q.id), b, len(chunk), config.labels))
+                           for q, (p, s) in zip(chunk, got)]
+                if write:
+                    store.append(rows[b])
                 bar.update(len(chunk))
-    return store.complete_batches()
+    return [r for b in sorted(rows) for r in rows[b]]
 
 
 def pair_summary(rows: list[dict]) -> dict:
@@ -360,10 +374,13 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
     questions = [q for q in questions if q.id not in long]
     if not questions:
         raise check.ConfigError(f"--data: no question of {config.data} fits every model's context")
-    with RunLock(out):
+    # in a multi-process job every process computes everything (the models are sharded over all of them) and
+    # reads OUT to resume; only process 0 locks and writes it
+    write = runtime.is_writer()
+    with RunLock(out) if write else contextlib.nullcontext():
         settings = configs.settings(config) | fmt.record()
-        check_settings(out, settings, holds=["pairs/*.jsonl"], what="pairs")
-        check_inputs(out, inputs, holds=holds, what="pairs")
+        check_settings(out, settings, holds=["pairs/*.jsonl"], what="pairs", write=write)
+        check_inputs(out, inputs, holds=holds, what="pairs", write=write)
         t0 = time.perf_counter()
         made: dict[str, tr.TraceSet] = {}
         for name in thinkers:
@@ -377,12 +394,13 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
                                                       fmt=fmt))
         t_answer = time.perf_counter() - t1
         mat = matrix(thinkers, answerers, pairs)
-        write_json(out / "matrix.json", mat)
         think_table = {n: made[n].summary(questions) for n in thinkers}
-        write_json(out / "thinkers.json", think_table)
-        plt.close(plots.accuracy_matrix(np.array(mat["accuracy"]), thinkers, answerers,
-                                        title=f"thinker → answerer accuracy (%), {config.data}, n={len(questions)}",
-                                        path=out / "matrix.png"))
+        if write:
+            write_json(out / "matrix.json", mat)
+            write_json(out / "thinkers.json", think_table)
+            plt.close(plots.accuracy_matrix(np.array(mat["accuracy"]), thinkers, answerers,
+                                            title=f"thinker → answerer accuracy (%), {config.data}, "
+                                                  f"n={len(questions)}", path=out / "matrix.png"))
         summary = {"settings": settings, "thinkers": thinkers, "answerers": answerers,
                    "n_questions": len(questions),
                    "matrix": {k: mat[k] for k in ("accuracy", "row_means", "column_means", "answer_entropy",
@@ -393,7 +411,8 @@ def run(config: MatrixConfig, out: str | Path, *, models: dict | None = None, me
                    **({"n_skipped": len(long), "skipped": list(long)} if config.skip_long else {}),
                    "entropy_settings": dict(scoring.ENTROPY_SETTINGS,
                                             step="answer step; thinker: every generated token")}
-        write_json(out / "summary.json", summary)
+        if write:
+            write_json(out / "summary.json", summary)
     return summary
 
 

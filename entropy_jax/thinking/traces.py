@@ -7,16 +7,16 @@ A thinker is one of
   named thinker — assigned by a seeded derangement (no question keeps its own trace): a controlled weak
   thinker that is fluent and confident but about the wrong problem;
 - any model source `entropy_jax.llm.load` accepts: the shared trace generator (`entropy_jax.llm.traces`,
-  greedy, batched KV-cache generation). Models whose tokenizer has `<think>`/`</think>` tokens (Qwen3) think
+  greedy, on the continuous-batching engine). Models whose tokenizer has `<think>`/`</think>` tokens (Qwen3) think
   in their own thinking mode (chat template with `enable_thinking=True`; the trace is the `<think>…</think>`
   span and generation stops at `</think>`); any other model gets the step-by-step prompt
   (`llm.prompts.COT_INSTRUCTION`, which ends in `[[X]]`, so the thinker's own answer is parsed too).
 
 Every generated token's full-vocabulary entropy (temperature 1, nats) and the token ids come from the
-generation itself (no extra forward pass) and are stored with the trace. Model traces are appended batch by
-batch to a JSONL store (`traces/<safe name>.jsonl` in a matrix run), keyed by the thinker, its files
-(`llm.fingerprint`) and its generation settings, each row with its question's content key: a later or resumed
-run generates only the questions the cache lacks (or whose question changed).
+generation itself (no extra forward pass) and are stored with the trace. Model traces are appended one by
+one, as they finish, to a JSONL store (`traces/<safe name>.jsonl` in a matrix run), keyed by the thinker, its
+files (`llm.fingerprint`) and its generation settings, each row with its question's content key: a later or
+resumed run generates only the questions the cache lacks (or whose question changed).
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def generate(lm, questions, *, thinker: str, cache: str | Path, max_think_tokens
     """Greedy traces of model `lm` for `questions`, reusing and extending the JSONL `cache` (the shared
     generator, `entropy_jax.llm.traces.generate`).
 
-    Every row of a batch is generated for exactly `max_think_tokens` positions at most; the batch is padded
-    to `batch_size` rows so every batch reuses the compiled decode loop.
+    Each trace is at most `max_think_tokens` tokens; `batch_size` traces are decoded at once (the engine's
+    slots), and each is appended to the cache as soon as it finishes.
     """
     run = gen.generate(lm, questions, source=thinker, cache=cache, mode=mode, max_new_tokens=max_think_tokens,
                        batch_size=batch_size, style=style, system=system, progress=progress)

@@ -8,10 +8,10 @@ A teacher is one of
   (`entropy_jax.llm.traces`, the one Chapter 5's thinkers use), which also records every generated token's
   full-vocabulary entropy (nats).
 
-Generated traces are appended batch by batch to a JSONL cache keyed by the teacher, its files
+Generated traces are appended one by one, as they finish, to a JSONL cache keyed by the teacher, its files
 (`llm.fingerprint`) and its generation settings, each row with its question's content key; a later run (or a
-resumed one) generates only the questions the cache lacks (or whose question changed), so no teacher token is
-generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
+resumed one) generates only the questions the cache lacks (or whose question changed), so no finished teacher
+trace is generated twice. Traces are text: the student re-tokenizes them, so teacher and student vocabularies
 need not agree.
 """
 

@@ -234,3 +234,31 @@ def test_report_section_runs_all_six_policies(models, tmp_path):
     # distillation supervises whole traces: more loss-bearing tokens than answer-only SFT; gated lies between
     tokens = {n: s["final"]["loss_tokens"] for n, s in sums.items()}
     assert tokens["sft"] < tokens["gated"] < tokens["distill"], tokens
+
+
+@pytest.mark.entry
+def test_a_truncated_or_foreign_summary_in_a_sweep_is_an_error_naming_the_file(tmp_path):
+    from entropy_jax.stores import StoreError
+
+    summary = {"settings": {"policy": "sft", "student": "s", "train_data": "demo"}, "base_eval": {"accuracy": 0.5},
+               "history": [{"epoch": 0, "cumulative_loss_tokens": 10, "cumulative_tokens": 20,
+                            "eval": {"accuracy": 0.75}}], "plan": {"answer": 4, "cot": 0}}
+    for policy in ("sft", "gated"):
+        (tmp_path / policy).mkdir()
+        (tmp_path / policy / "summary.json").write_text(json.dumps(summary | {"settings": summary["settings"]
+                                                                              | {"policy": policy}}))
+    cut = tmp_path / "gated" / "summary.json"
+    cut.write_text(cut.read_text()[:60])  # a copy cut short, a disk filled while writing
+    with pytest.raises(StoreError, match=rf"^{cut}: not a readable summary \(.*line 1.*\); rerun that run or leave "
+                                         "it out$"):
+        frontier.main(frontier.Config(sweep=tmp_path, progress=False))
+    with pytest.raises(SystemExit) as e:
+        frontier.cli(["--sweep", str(tmp_path), "--no-progress"])
+    assert str(e.value).startswith(f"error: {cut}: not a readable summary")
+    cut.write_text('{"status": "finished"}')  # JSON, but not a run's summary
+    with pytest.raises(StoreError, match=rf"^{cut}: not a launch.finetune summary \(no settings, base_eval, history, "
+                                         r"plan\)"):
+        frontier.main(frontier.Config(sweep=tmp_path, progress=False))
+    assert not (tmp_path / "frontier.json").exists() and not (tmp_path / "frontier.png").exists()
+    cut.write_text(json.dumps(summary | {"settings": summary["settings"] | {"policy": "gated"}}))  # rerun: it plots
+    assert [r["policy"] for r in frontier.main(frontier.Config(sweep=tmp_path, progress=False))["runs"]] == ["gated", "sft"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 
 import numpy as np
 import pytest
 
 from entropy_jax import runtime
+from entropy_jax._validate import ConfigError
 from launch import generate
 
 CLUSTER_ENV = ("ENTROPY_JAX_DISTRIBUTED", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_NTASKS",
@@ -98,3 +100,95 @@ def test_cluster_scripts_parse_and_explain_themselves(script, repo_root):
     assert "Usage" in shown.stdout and "launch." in shown.stdout
     bare = subprocess.run(["bash", script], cwd=repo_root, capture_output=True, text=True)
     assert bare.returncode == 2 and "Usage" in bare.stderr
+
+
+# ------------------------------------------------------------------------------------------ --prompts FILE
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory):
+    """A tiny random Llama with the character-level chat tokenizer (offline)."""
+    pytest.importorskip("torch")
+    from tests.train.conftest import tiny_chat_model
+
+    return tiny_chat_model(tmp_path_factory.mktemp("gen_chat"), "llama", seed=2)
+
+
+PROMPTS = [{"prompt": "What is 2+2?", "max_new_tokens": 3, "id": "add"}, {"prompt": "Name a colour."},
+           {"prompt": "Count to five, slowly.", "max_new_tokens": 12, "id": "count"},
+           {"prompt": "Hi", "max_new_tokens": 1}, {"prompt": "Tell me a story about a cat.", "max_new_tokens": 14}]
+
+
+def write_prompts(path, rows=PROMPTS, blank_after: int = 1):
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(blank_after, "")  # blank lines are skipped (line numbers still count them)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_prompts_file_continuous_equals_static_with_fewer_row_steps(chat_model, tmp_path):
+    from entropy_jax import llm
+    from entropy_jax.llm import batch
+
+    file = write_prompts(tmp_path / "p.jsonl")
+    runs = {}
+    for mode in ("continuous", "static"):
+        out = tmp_path / f"{mode}.json"
+        generate.main(generate.Config(model=str(chat_model), prompts=file, slots=2, batching=mode,
+                                      max_new_tokens=6, out=out))
+        runs[mode] = json.loads(out.read_text())
+    cont, stat = runs["continuous"], runs["static"]
+    # file order, ids given or the line number, each prompt's own budget (or --max-new-tokens)
+    assert [r["id"] for r in cont["results"]] == ["add", "3", "count", "5", "6"]
+    assert [r["max_new_tokens"] for r in cont["results"]] == [3, 6, 12, 1, 14]
+    chat_ids = batch.to_requests(llm.load(chat_model), batch.read_prompts(file), max_new_tokens=6)
+    for r, q, s in zip(cont["results"], chat_ids, stat["results"]):
+        assert r["prompt_tokens"] == len(q.prompt)  # the chat template was applied, as with --prompt
+        assert 1 <= len(r["tokens"]) == len(r["entropy"]) == len(r["log_prob"]) <= r["max_new_tokens"]
+        assert r["stop_reason"] in ("eos", "length") and isinstance(r["text"], str)
+        assert r["tokens"] == s["tokens"], r["id"]
+        np.testing.assert_allclose(r["entropy"], s["entropy"], atol=1e-4, rtol=0, err_msg=r["id"])
+        np.testing.assert_allclose(r["log_prob"], s["log_prob"], atol=1e-4, rtol=0, err_msg=r["id"])
+        assert all(h >= 0 for h in r["entropy"]) and all(lp <= 0 for lp in r["log_prob"])
+    cs, ss = cont["stats"], stat["stats"]
+    for k in ("forward_passes", "generated_tokens", "row_steps", "wasted_row_steps", "tokens_per_s"):
+        assert k in cs and k in ss
+    assert cs["generated_tokens"] == ss["generated_tokens"] == sum(len(r["tokens"]) for r in cont["results"])
+    assert cs["row_steps"] <= ss["row_steps"] and cs["wasted_row_steps"] < ss["wasted_row_steps"]
+    assert cs["batching"] == "continuous" and ss["batching"] == "static" and cs["slots"] == 2
+    assert cont["settings"]["prompts"] == str(file) and cont["entropy_settings"]["units"] == "nats"
+    assert "tokens/s" in generate.many_summary(cont)
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"prompt": ""}', r'line 3: "prompt" must be a non-empty string'),
+    ('{"prompt": "x", "max_new_tokens": 0}', r'line 3: "max_new_tokens" must be an integer ≥ 1, got 0'),
+    ('{"prompt": "x", "max_tokens": 4}', r"line 3: unknown field\(s\) \['max_tokens'\]"),
+    ('{"prompt": "x", "id": "a"}', r"line 3: duplicate id 'a' \(first on line 1\)"),
+    ('{"prompt": "x", "id": 7}', r'line 3: "id" must be a non-empty string, got 7'),
+    ('["x"]', r"line 3: expected a JSON object"),
+    ('{"prompt": "x"', r"line 3: invalid JSON"),
+])
+def test_bad_prompt_lines_are_named_by_file_and_line_before_the_model_loads(chat_model, tmp_path, monkeypatch,
+                                                                             line, why):
+    from entropy_jax import llm
+
+    file = tmp_path / "bad.jsonl"
+    file.write_text('{"prompt": "fine", "id": "a"}\n\n' + line + "\n")
+    monkeypatch.setattr(llm, "load", lambda *a, **k: pytest.fail("loaded the model before checking --prompts"))
+    with pytest.raises(ConfigError, match=rf"^--prompts: {re.escape(str(file))}, {why}"):
+        generate.main(generate.Config(model=str(chat_model), prompts=file))
+
+
+def test_prompt_files_without_prompts_or_room_are_refused(chat_model, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(ConfigError, match=r"--prompts: .*empty.jsonl: no prompts"):
+        generate.main(generate.Config(model=str(chat_model), prompts=empty))
+    with pytest.raises(ConfigError, match=r"--prompts: .*missing.jsonl: prompt file not found"):
+        generate.main(generate.Config(model=str(chat_model), prompts=tmp_path / "missing.jsonl"))
+    long = write_prompts(tmp_path / "long.jsonl", [{"prompt": "x", "id": "ok"},
+                                                  {"prompt": "y", "max_new_tokens": 1020, "id": "huge"}])
+    with pytest.raises(ConfigError, match=r"--prompts: .*long.jsonl, line 3 \(id 'huge'\): \d+ prompt tokens \+ "
+                                          r"1020 new tokens exceed the context"):
+        generate.main(generate.Config(model=str(chat_model), prompts=long))
+    with pytest.raises(ConfigError, match="--batching"):
+        generate.main(generate.Config(model=str(chat_model), prompts=long, batching="dynamic"))

@@ -233,3 +233,20 @@ def test_an_over_long_question_stops_the_run_by_id_or_is_skipped_and_counted(tmp
     assert result["overall"]["n"] == 3
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [q.id for q in questions] and "does not fit" in rows[1]["skipped"]
+
+
+def test_metrics_of_a_call_that_loads_no_model_describe_the_model_that_scored(setup, tmp_path, monkeypatch):
+    """A run killed after its last batch, before metrics.json: the next call scores nothing and loads no model, yet
+    writes the metrics of the uninterrupted run (the model's facts are in OUT/model.json since the first batch)."""
+    import entropy_jax.llm as llm
+
+    model, data = setup
+    mcqa_entropy.main(_config(model, data, tmp_path))
+    whole = json.loads((tmp_path / "metrics.json").read_text())
+    assert json.loads((tmp_path / "model.json").read_text())["entropy_settings"] == whole["entropy_settings"]
+    (tmp_path / "metrics.json").unlink()
+    monkeypatch.setattr(llm, "load", lambda *a, **k: pytest.fail("a complete scores.jsonl needs no model"))
+    mcqa_entropy.main(_config(model, data, tmp_path))
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["entropy_settings"]["vocab_size"] == whole["entropy_settings"]["vocab_size"] > 0
+    assert {k: v for k, v in again.items() if k != "run"} == {k: v for k, v in whole.items() if k != "run"}

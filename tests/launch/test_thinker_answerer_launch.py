@@ -180,3 +180,90 @@ def test_changed_models_and_over_long_questions_are_refused_before_work(model_di
     assert 0 < summary["n_skipped"] < 4 and summary["n_questions"] == 4 - summary["n_skipped"]
     with pytest.raises(ConfigError, match=r"--think-mode: must be one of auto, cot, think"):
         ta.main(_config(tmp_path / "x", model_dirs, think_mode="deep"))
+
+
+# ------------------------------------------------------------------------------------ killed and resumed for real
+N_KILL, THINK, SLOTS, PACE = 8, 32, 2, 0.4
+# A tiny thinker writes all its traces within a tenth of a second, so the killed process paces itself as a large
+# model would: after each finished trace (appended and fsync'd by the trace generator) it waits PACE seconds while
+# the other slot's request decodes on; the kill lands in the middle of trace generation on any machine.
+PACED_CLI = f"""
+import sys, time
+from entropy_jax.llm import engine
+_generate = engine.generate
+def paced(*args, on_result, **kw):
+    def each(result):
+        on_result(result)
+        time.sleep({PACE})
+    return _generate(*args, on_result=each, **kw)
+engine.generate = paced
+from launch import thinker_answerer
+thinker_answerer.cli(sys.argv[1:])
+"""
+# fields of summary.json / thinkers.json that describe the call, not the results (time, work done in this call)
+PER_CALL = ("seconds", "tokens_per_s", "generated_tokens", "generated_questions", "cached_questions")
+
+
+def _without(obj, keys=PER_CALL):
+    if isinstance(obj, dict):
+        return {k: _without(v, keys) for k, v in obj.items() if k not in keys}
+    return [_without(v, keys) for v in obj] if isinstance(obj, list) else obj
+
+
+def _whole_rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().split("\n")[:-1] if x.strip()] if path.exists() else []
+
+
+@pytest.mark.entry
+def test_killed_during_trace_generation_resumes_to_the_files_of_an_uninterrupted_run(model_dirs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    llama = model_dirs["llama"]
+    kw = dict(thinkers=llama, answerers=llama, limit=N_KILL, max_think_tokens=THINK, batch_size=SLOTS)
+    full = ta.main(_config(tmp_path / "full", model_dirs, **kw))
+
+    cut = tmp_path / "cut"
+    cache = matrix.trace_path(cut, llama)
+    args = ["--thinkers", llama, "--answerers", llama, "--data", "demo", "--limit", str(N_KILL), "--out", str(cut),
+            "--max-think-tokens", str(THINK), "--batch-size", str(SLOTS), "--answer-batch-size", "4", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-c", PACED_CLI, *args], cwd=Path(__file__).resolve().parents[2],
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    try:
+        while not _whole_rows(cache):  # SIGKILL once a trace is on disk
+            assert proc.poll() is None, f"ended before writing a trace: {proc.communicate()[0]}"
+            assert time.monotonic() - t0 < 120, "no trace within 120 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = _whole_rows(cache)
+    assert 1 <= len(at_kill) < N_KILL and not (cut / "matrix.json").exists()
+
+    rest = ta.main(_config(cut, model_dirs, **kw))
+    # the traces on disk at the kill are reused: the resumed run generates only the others' tokens
+    kept = {r["id"] for r in at_kill}
+    table = rest["thinker_table"][llama]
+    assert table["cached_questions"] == len(kept) and table["generated_questions"] == N_KILL - len(kept)
+    assert rest["generated_tokens"] == sum(r["n_tokens"] for r in _whole_rows(cache) if r["id"] not in kept)
+    assert all(r in _whole_rows(cache) for r in at_kill)
+    assert full["generated_tokens"] == sum(r["n_tokens"] for r in _whole_rows(cache))
+
+    files = sorted(str(p.relative_to(tmp_path / "full")) for p in (tmp_path / "full").rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(cut)) for p in cut.rglob("*") if p.is_file())
+    assert {"matrix.json", "matrix.png", "inputs.json", "settings.json"} <= set(files) and len(files) == 8
+    for f in files:
+        a, b = (tmp_path / "full" / f).read_bytes(), (cut / f).read_bytes()
+        if f in ("summary.json", "thinkers.json"):  # equal but for the fields describing each call
+            assert _without(json.loads(a)) == _without(json.loads(b)), f
+        else:
+            assert a == b, f

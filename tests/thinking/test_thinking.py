@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from entropy_jax.data import mcqa
-from entropy_jax.llm import prompts
+from entropy_jax.llm import engine, prompts
 from entropy_jax.thinking import answer as ans
 from entropy_jax.thinking import traces as tr
 from tests.llm.conftest import build, char_tokenizer, reference
@@ -93,9 +93,9 @@ def test_cache_is_reused_and_extended(thinker, questions, tmp_path, monkeypatch)
     cache = tmp_path / "c.jsonl"
     first = tr.generate(thinker, questions[:2], thinker="t", cache=cache, max_think_tokens=12, batch_size=2)
     assert first.generated_questions == 2 and first.generated_tokens == sum(t.n_tokens for t in first.traces.values())
-    calls = []
-    real = thinker.generate
-    monkeypatch.setattr(thinker, "generate", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    calls = []  # the requests of each engine call (the generator's one way to the model)
+    real = engine.generate
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     again = tr.generate(thinker, questions[:2], thinker="t", cache=cache, max_think_tokens=12, batch_size=2)
     assert calls == [] and again.generated_tokens == 0 and again.cached_questions == 2
     assert again.traces == first.traces
@@ -241,3 +241,27 @@ def test_a_prompt_without_room_for_the_budget_is_named_before_generating(thinker
     run = gen.generate(thinker, long, source="t", cache=cache, mode="cot", max_new_tokens=8, batch_size=2,
                        skip_long=True)
     assert run.skipped_long == (long[1].id,) and set(run.traces) == {long[0].id}
+
+
+def test_a_resumed_cache_ends_with_the_bytes_of_an_uninterrupted_one(thinker, questions, tmp_path):
+    """Traces are appended in finishing order, which a resumed run does not share: a call that generated puts
+    its rows in question order within the lines they hold, other keys' lines stay where they are."""
+    full = tmp_path / "full.jsonl"
+    tr.generate(thinker, questions[:4], thinker="t", cache=full, max_think_tokens=6, batch_size=2)
+    lines = full.read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [q.id for q in questions[:4]]
+    foreign = json.dumps(json.loads(lines[0]) | {"key": {"source": "another thinker"}})
+    # a killed run: traces in another finishing order, a row of another key between them, the last one torn
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join([foreign, lines[3], lines[1], lines[0], lines[2][:30]]))
+    run = tr.generate(thinker, questions[:4], thinker="t", cache=cut, max_think_tokens=6, batch_size=2)
+    assert run.generated_questions == 1 and run.cached_questions == 3  # only the torn one is generated again
+    assert cut.read_text().splitlines() == [foreign, *lines]
+    # killed after its last trace but before reordering: the next call reorders without generating
+    cut.write_text("\n".join([lines[2], foreign, lines[0], lines[3], lines[1]]) + "\n")
+    again = tr.generate(thinker, questions[:4], thinker="t", cache=cut, max_think_tokens=6, batch_size=2)
+    assert again.generated_questions == 0 and cut.read_text().splitlines() == [lines[0], foreign, *lines[1:]]
+    # a call on some of the questions, all cached and in order, leaves the file alone
+    before = cut.stat().st_mtime_ns
+    tr.generate(thinker, questions[2:4], thinker="t", cache=cut, max_think_tokens=6, batch_size=2)
+    assert cut.stat().st_mtime_ns == before
