@@ -354,12 +354,18 @@ def chapter4(config: Config, *, student: str = "smollm2-135m-instruct", sizes: d
         "![Accuracy–token frontier](finetune/frontier.png)",
         "",
         frontier.markdown(front),
-        "What answer-only SFT learned here (`train.evaluate.label_shift`: the answer letters of the training "
-        "questions against the letters the student predicts on the held-out ones, before and after training, "
-        f"from OUT/<policy>/eval/epoch_*.json): {ev.describe_label_shift(shifts['sft' if 'sft' in shifts else 'gated'])} "
-        "Per policy (answer-only examples supervise the letter alone, CoT examples a trace ending in [[X]]):",
+        "What the fine-tuning taught (`train.evaluate.label_shift`: the answer letters of the training questions "
+        "against the letters the student predicts on the held-out ones, before and after training, from "
+        f"OUT/<policy>/eval/epoch_*.json): {ev.label_shift_summary(shifts)} With {gated['total_steps']} "
+        "optimizer steps per run, what moves is mainly the answer step's letter prior: the predictions concentrate "
+        "on one letter, and a run keeps its accuracy when that letter is common among the held-out answers and "
+        "loses it when it is rare. Per policy (answer-only examples supervise the letter alone, CoT examples a "
+        "trace ending in [[X]]):",
         "",
         ev.label_shift_markdown(shifts),
+        f"In detail, `{'sft' if 'sft' in shifts else 'gated'}`: "
+        f"{ev.describe_label_shift(shifts['sft' if 'sft' in shifts else 'gated'])}",
+        "",
         f"A 135M model trained for seconds on {gated['n_train']} questions and evaluated on {gated['n_eval']}: "
         "differences of a few questions are noise (one question is "
         f"{1 / gated['n_eval']:.3f} of accuracy). The dissertation's setting — Qwen2.5-3B or Phi-4-mini students, "

@@ -62,14 +62,17 @@ def label_shift(train, evals, rows: Mapping[int, Sequence[Mapping]], *, style: s
     majority label), "tv_to_train_answers" (total-variation distance of the predicted distribution to the
     training answers'), "tv_to_eval_answers", "changed", "changed_to_train_majority", "right_to_wrong",
     "wrong_to_right" (vs epoch 0), "top_predicted" (the commonest predicted label, its share of the
-    predictions and of the training answers)}]}. Distributions are fractions over `labels` (the most options any
-    question has)."""
+    predictions, of the training answers and of the held-out gold answers), "share_favoured" (predictions on the favoured labels)}],
+    "favoured": {"labels" (those above 1/n of the training answers), "train" and "eval" (their share of the
+    training and of the held-out gold answers)}}. Distributions are fractions over `labels` (the most options
+    any question has)."""
     n = max(len(q.options) for q in list(train) + list(evals))
     labels = list(scoring.option_labels(n, style))
     gold = {q.id: q.answer for q in evals}
     p_train = _dist([q.answer for q in train], n)
     p_eval = _dist(list(gold.values()), n)
     major = int(np.argmax(p_train))
+    favoured = [i for i in range(n) if p_train[i] > 1 / n]
     if 0 not in rows:
         raise ValueError(f"label_shift needs the rows before training (epoch 0); got epochs {sorted(rows)}")
 
@@ -98,11 +101,15 @@ def label_shift(train, evals, rows: Mapping[int, Sequence[Mapping]], *, style: s
             "right_to_wrong": sum(base[i] == gold[i] != pred[i] for i in ids),
             "wrong_to_right": sum(base[i] != gold[i] == pred[i] for i in ids),
             "top_predicted": {"label": labels[int(np.argmax(dist))], "share": max(dist),
-                              "share_of_train_answers": p_train[int(np.argmax(dist))]},
+                              "share_of_train_answers": p_train[int(np.argmax(dist))],
+                              "share_of_eval_answers": p_eval[int(np.argmax(dist))]},
+            "share_favoured": float(sum(dist[i] for i in favoured)),
         })
     return {"labels": labels, "n_train": len(list(train)), "n_eval": len(gold), "train_answers": p_train,
             "eval_answers": p_eval, "train_majority": {"label": labels[major], "share": p_train[major]},
             "baselines": {"train_majority": p_eval[major], "train_prior": float(np.dot(p_train, p_eval))},
+            "favoured": {"labels": [labels[i] for i in favoured], "train": float(sum(p_train[i] for i in favoured)),
+                         "eval": float(sum(p_eval[i] for i in favoured))},
             "epochs": epochs}
 
 
@@ -144,7 +151,41 @@ def describe_label_shift(shift: dict) -> str:
             f"{last['changed']} predictions "
             f"changed, {last['changed_to_train_majority']} of them to {m['label']}; {last['right_to_wrong']} right → "
             f"wrong, {last['wrong_to_right']} wrong → right. Always answering {m['label']} would score "
-            f"{shift['baselines']['train_majority']:.3f} on the held-out questions.")
+            f"{shift['baselines']['train_majority']:.3f} on the held-out questions. " + favoured_sentence(shift))
+
+
+def favoured_sentence(shift: dict) -> str:
+    """The training set's favoured letters against the held-out gold answers and the predictions (numbers)."""
+    f, first, last = shift["favoured"], shift["epochs"][0], shift["epochs"][-1]
+    which = "/".join(f["labels"]) or "none"
+    return (f"The letters the training answers favour ({which}: {100 * f['train']:.0f}% of them) are "
+            f"{100 * f['eval']:.0f}% of the held-out gold answers; the predictions on them went "
+            f"{100 * first['share_favoured']:.0f}% → {100 * last['share_favoured']:.0f}%.")
+
+
+def label_shift_summary(shifts: Mapping[str, dict]) -> str:
+    """Sentences, with the numbers, over several `label_shift` results of the same questions (e.g. the
+    policies of a sweep): how far each run's held-out predictions concentrate on one letter, and how often that
+    letter is the training answer and the held-out answer, next to the run's accuracy."""
+    first = next(iter(shifts.values()))
+    m = first["train_majority"]
+    tops = [s["epochs"][-1]["top_predicted"]["share"] for s in shifts.values()]
+    before = first["epochs"][0]["top_predicted"]
+
+    def run(name, s):
+        a, b = s["epochs"][0], s["epochs"][-1]
+        t = b["top_predicted"]
+        return (f"{name} → {t['label']} ({100 * t['share']:.0f}% of its predictions; {100 * t['share_of_train_answers']:.0f}% "
+                f"of the training answers, {100 * t['share_of_eval_answers']:.0f}% of the held-out ones): accuracy "
+                f"{a['accuracy']:.3f} → {b['accuracy']:.3f}")
+
+    return (f"Before training the commonest predicted letter is {before['label']} ({100 * before['share']:.0f}% of the "
+            f"held-out predictions); after it, one letter holds {100 * min(tops):.0f}–{100 * max(tops):.0f}% of a run's "
+            "predictions; that letter's share of the training and of the held-out answers, next to the run's "
+            "accuracy: "
+            + "; ".join(run(n, s) for n, s in shifts.items())
+            + f". The training answers' commonest letter is {m['label']} ({100 * m['share']:.0f}% of them, "
+            f"{100 * first['baselines']['train_majority']:.0f}% of the held-out answers).")
 
 
 def label_shift_markdown(shifts: Mapping[str, dict]) -> str:
@@ -153,17 +194,22 @@ def label_shift_markdown(shifts: Mapping[str, dict]) -> str:
     commonest answer and the answers that changed."""
     first = next(iter(shifts.values()))
     L, m = first["labels"], first["train_majority"]["label"]
+    fav = "/".join(first["favoured"]["labels"]) or "—"
 
     def pct(d):
         return " / ".join(f"{100 * x:.0f}" for x in d)
 
-    lines = [f"| run | accuracy before → after | predicted {'/'.join(L)} (%) before → after | predictions = {m} "
-             f"(the training majority) | changed (to {m}) | right → wrong / wrong → right |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| run | accuracy before → after | predicted {'/'.join(L)} (%) before → after | commonest prediction "
+             f"after | predictions on {fav} (the training set's favoured letters) | predictions = {m} (the "
+             f"training majority) | changed (to {m}) | right → wrong / wrong → right |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in shifts.items():
         a, b = s["epochs"][0], s["epochs"][-1]
+        top = b["top_predicted"]
         lines.append(f"| {name} | {a['accuracy']:.3f} → {b['accuracy']:.3f} | {pct(a['predicted'])} → "
-                     f"{pct(b['predicted'])} | {100 * a['share_train_majority']:.0f}% → "
-                     f"{100 * b['share_train_majority']:.0f}% | {b['changed']} ({b['changed_to_train_majority']}) | "
-                     f"{b['right_to_wrong']} / {b['wrong_to_right']} |")
+                     f"{pct(b['predicted'])} | {top['label']} ({100 * top['share']:.0f}%) | "
+                     f"{100 * a['share_favoured']:.0f}% → {100 * b['share_favoured']:.0f}% | "
+                     f"{100 * a['share_train_majority']:.0f}% → {100 * b['share_train_majority']:.0f}% | "
+                     f"{b['changed']} ({b['changed_to_train_majority']}) | {b['right_to_wrong']} / "
+                     f"{b['wrong_to_right']} |")
     return "\n".join(lines) + "\n"

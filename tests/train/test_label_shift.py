@@ -45,13 +45,22 @@ def test_label_shift_counts_by_hand():
     assert (e2["changed"], e2["changed_to_train_majority"]) == (4, 4)
     assert (e2["right_to_wrong"], e2["wrong_to_right"]) == (2, 1)  # e0, e3 lost; e2 gained
     assert (e0["changed"], e0["right_to_wrong"]) == (0, 0)
-    assert e2["top_predicted"] == {"label": "C", "share": 6 / 8, "share_of_train_answers": pytest.approx(4 / 6)}
+    assert e2["top_predicted"] == {"label": "C", "share": 6 / 8, "share_of_train_answers": pytest.approx(4 / 6),
+                                   "share_of_eval_answers": 1 / 8}
+    assert s["favoured"] == {"labels": ["C"], "train": pytest.approx(4 / 6), "eval": 1 / 8}
+    assert (e0["share_favoured"], e2["share_favoured"]) == (2 / 8, 6 / 8)
     text = ev.describe_label_shift(s)
     assert "75% of the predictions are now C" in text and "accuracy 0.375" in text
     assert "the commonest prediction is C (75% of them, 67% of the training answers)" in text
+    assert "(C: 67% of them) are 12% of the held-out gold answers; the predictions on them went 25% → 75%" in text
     table = ev.label_shift_markdown({"sft": s, "same": s}).splitlines()
     assert table[0].startswith("| run | accuracy before → after | predicted A/B/C/D (%)") and len(table) == 4
-    assert table[2] == "| sft | 0.500 → 0.375 | 25 / 25 / 25 / 25 → 0 / 12 / 75 / 12 | 25% → 75% | 4 (4) | 2 / 1 |"
+    assert table[2] == ("| sft | 0.500 → 0.375 | 25 / 25 / 25 / 25 → 0 / 12 / 75 / 12 | C (75%) | 25% → 75% | "
+                        "25% → 75% | 4 (4) | 2 / 1 |")
+    summary = ev.label_shift_summary({"sft": s})
+    assert "one letter holds 75–75% of a run's predictions" in summary
+    assert "sft → C (75% of its predictions; 67% of the training answers, 12% of the held-out ones): accuracy " \
+           "0.500 → 0.375" in summary
 
 
 def test_label_shift_of_a_run_directory_and_its_errors(tmp_path):
