@@ -350,7 +350,10 @@ def build_ours(lm, seqs, lay, args, res) -> list[dict]:
         impls.append(impl)
 
     # ---------------------------------------------------------------- LoRA, one device
-    if not args.no_lora:
+    if args.no_lora:
+        res["lora_skip"] = ("`--no-lora` (with every row in one process this run's resident memory passes ~20 GB; "
+                            "on a shared 23.5 GiB machine it was killed twice)")
+    else:
         log(f"ours: LoRA rank {LORA_RANK}, all projections, one device: trainer.prepare, compiling ...")
         cfg = lora_lib.LoraConfig(rank=LORA_RANK)
         run = trainer.prepare(lm, lambda e: seqs, train_config(lora=cfg))
@@ -750,8 +753,8 @@ def notes(res: dict, markdown: bool) -> list[str]:
                  f"{ns['loss_chunk']} loss positions per row per vocabulary chunk"
                  + (", the layers as one `lax.scan`" if ns["scan"] else "") + ") against today's step "
                  f"(no remat, unrolled layers, all K positions at once), same batch, same run: {nw['tps']:.1f} vs {fu['tps']:.1f} "
-                 f"tokens/s = {nw['tps'] / fu['tps']:.2f}× (the recomputed forward costs time on a compute-bound "
-                 f"CPU); XLA temporaries {ns['temp_bytes'] / 2**20:.0f} MiB vs {res['today_temp_bytes'] / 2**20:.0f} "
+                 f"tokens/s = {nw['tps'] / fu['tps']:.2f}× (it runs each layer's forward a second time in the "
+                 f"backward, ≈ 4/3 of the model's FLOPs, and saves far fewer activations); XLA temporaries {ns['temp_bytes'] / 2**20:.0f} MiB vs {res['today_temp_bytes'] / 2**20:.0f} "
                  f"MiB ({ns['temp_bytes'] / res['today_temp_bytes']:.2f}×, `memory_analysis()`); first-step loss "
                  f"relative |Δ| {abs(nw['first_loss'] - fu['first_loss']) / abs(fu['first_loss']):.1e}.")
     if "ours_lora" in by:
@@ -760,6 +763,8 @@ def notes(res: dict, markdown: bool) -> list[str]:
                  f"{lo['lora_params'] / 1e6:.2f} M trainable parameters of {res['n_params'] / 1e6:.1f} M; "
                  f"{lo['tps']:.1f} tokens/s = {lo['tps'] / fu['tps']:.2f}× our full fine-tuning step. No reference "
                  "ratio: PEFT is not installed.")
+    if "ours_lora" not in by and res.get("lora_skip"):
+        L.append(f"LoRA row not run: {res['lora_skip']}.")
     if "ours_mesh" in by:
         m = by["ours_mesh"]
         L.append(f"Data mesh {m['mesh']}: {m['tps'] / by['ours']['tps']:.2f}× the one-device step (each CPU "
