@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from tests.hide_torch import SOURCE as HIDE_TORCH
+from tests.subprocess_snippets import SOURCE as HIDE_TORCH
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,7 @@ import pytest
 pytest.importorskip("torch")  # builds the tiny models
 
 from entropy_jax.data import mcqa
-from tests.hide_torch import SOURCE as HIDE_TORCH
+from tests.subprocess_snippets import SOURCE as HIDE_TORCH
 
 pytestmark = [pytest.mark.entry, pytest.mark.slow, pytest.mark.xdist_group("fault_injection")]
 

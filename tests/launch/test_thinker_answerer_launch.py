@@ -15,6 +15,7 @@ from entropy_jax._validate import ConfigError
 from entropy_jax.data import mcqa
 from entropy_jax.thinking import matrix
 from launch import thinker_answerer as ta
+from tests.subprocess_snippets import paced_engine
 from tests.thinking.test_thinking import thinking_model
 from tests.train.conftest import tiny_chat_model
 
@@ -187,16 +188,8 @@ N_KILL, THINK, SLOTS, PACE = 8, 32, 2, 0.4
 # A tiny thinker writes all its traces within a tenth of a second, so the killed process paces itself as a large
 # model would: after each finished trace (appended and fsync'd by the trace generator) it waits PACE seconds while
 # the other slot's request decodes on; the kill lands in the middle of trace generation on any machine.
-PACED_CLI = f"""
-import sys, time
-from entropy_jax.llm import engine
-_generate = engine.generate
-def paced(*args, on_result, **kw):
-    def each(result):
-        on_result(result)
-        time.sleep({PACE})
-    return _generate(*args, on_result=each, **kw)
-engine.generate = paced
+PACED_CLI = paced_engine(PACE) + """
+import sys
 from launch import thinker_answerer
 thinker_answerer.cli(sys.argv[1:])
 """

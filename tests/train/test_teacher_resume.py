@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 from entropy_jax.data import mcqa
 from entropy_jax.stores import safe_name
 from entropy_jax.train import traces
+from tests.subprocess_snippets import paced_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 N, BUDGET, SLOTS = 8, 32, 2
@@ -25,17 +26,7 @@ N, BUDGET, SLOTS = 8, 32, 2
 # model would: after each finished trace (appended and fsync'd by the generator) it waits PACE seconds, while the
 # other slot's request is still decoding. The kill then lands in the middle of generation on any machine.
 PACE = 0.4
-SLOW = f"""
-import time
-from entropy_jax.llm import engine
-_generate = engine.generate
-def paced(*args, on_result, **kw):
-    def each(result):
-        on_result(result)
-        time.sleep({PACE})
-    return _generate(*args, on_result=each, **kw)
-engine.generate = paced
-"""
+SLOW = paced_engine(PACE)
 # the pipeline's step 2 (`pipeline.teacher_traces`) as a process of its own
 SCRIPT = SLOW + f"""
 import sys
