@@ -38,11 +38,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import tyro
-
-from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.eval import strata
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +60,7 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.annotate_strata` in a checkout; installed: `entropy-jax-annotate-strata`)."""
-    runtime.configure()
-    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():
-        main(config)
+    command(Config, main, __doc__, args)
 
 
 if __name__ == "__main__":

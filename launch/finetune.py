@@ -57,11 +57,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import tyro
-
 from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.train import pipeline
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +93,7 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.finetune` in a checkout; installed: `entropy-jax-finetune`)."""
-    runtime.configure()
-    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():
-        summary = main(config)
+    summary = command(Config, main, __doc__, args)
     if summary["status"] == "interrupted" and summary.get("signal"):
         sys.exit(128 + int(summary["signal"]))
 

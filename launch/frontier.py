@@ -19,11 +19,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import tyro
-
-from entropy_jax import _validate as check
-from entropy_jax import runtime
 from entropy_jax.train import frontier
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +47,7 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.frontier` in a checkout; installed: `entropy-jax-frontier`)."""
-    runtime.configure()
-    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():
-        main(config)
+    command(Config, main, __doc__, args)
 
 
 if __name__ == "__main__":

@@ -61,13 +61,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import tyro
 
 import entropy_jax.llm as llm
 from entropy_jax import _validate as check
 from entropy_jax import runtime
 from entropy_jax.llm import batch, engine
 from entropy_jax.stores import RunLock, write_json
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,10 +259,7 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.generate` in a checkout; installed: `entropy-jax-generate`)."""
-    runtime.configure()
-    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():
-        main(config)
+    command(Config, main, __doc__, args)
 
 
 if __name__ == "__main__":

@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Literal
 
 import jax
-import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import configs, plots, runtime
+from entropy_jax import configs, plots
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import regimes_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, RunLock, write_json
+
+from . import command
 
 REGIMES = ("near_uniform", "encodings", "moments")
 
@@ -112,12 +113,8 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.maxent_regimes` in a checkout; installed: `entropy-jax-maxent-regimes`)."""
-    runtime.configure()
-    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
-        res = main(cfg)
-    print(markdown(res))
-    print(f"wrote {cfg.out}/regimes.json and figures")
+    command(Config, main, __doc__, args,
+            report=lambda cfg, res: print(f"{markdown(res)}\nwrote {cfg.out}/regimes.json and figures"))
 
 
 if __name__ == "__main__":

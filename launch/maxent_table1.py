@@ -22,14 +22,15 @@ import dataclasses
 from pathlib import Path
 
 import jax
-import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import configs, plots, runtime
+from entropy_jax import configs, plots
 from entropy_jax.estimators import study
 from entropy_jax.estimators.report import table1_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, RunLock, write_json
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,12 +112,8 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.maxent_table1` in a checkout; installed: `entropy-jax-maxent-table1`)."""
-    runtime.configure()
-    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
-        result = main(cfg)
-    print(markdown(result))
-    print(f"wrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png")
+    command(Config, main, __doc__, args, report=lambda cfg, res: print(
+        f"{markdown(res)}\nwrote {cfg.out}/table1.json, table1.md, risk_vs_M.png, xi_curves.png"))
 
 
 if __name__ == "__main__":

@@ -26,15 +26,16 @@ from typing import Literal
 
 import jax
 import numpy as np
-import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import configs, plots, runtime
+from entropy_jax import configs, plots
 from entropy_jax.nmf import study
 from entropy_jax.nmf.inputs import check_common, load_checked
 from entropy_jax.nmf.report import rank_scan_markdown as markdown
 from entropy_jax.runtime import data_mesh
 from entropy_jax.stores import Partial, RunLock, write_json
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +106,8 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.nmf_rank` in a checkout; installed: `entropy-jax-nmf-rank`)."""
-    runtime.configure()
-    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
-        res = main(cfg)
-    print(markdown(res))
-    print(f"wrote {cfg.out}/rank_scan.json and rank_curves.png")
+    command(Config, main, __doc__, args,
+            report=lambda cfg, res: print(f"{markdown(res)}\nwrote {cfg.out}/rank_scan.json and rank_curves.png"))
 
 
 if __name__ == "__main__":

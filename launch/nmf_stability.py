@@ -24,14 +24,15 @@ from typing import Literal
 
 import jax
 import numpy as np
-import tyro
 
 from entropy_jax import _validate as check
-from entropy_jax import plots, runtime
+from entropy_jax import plots
 from entropy_jax.nmf import study
 from entropy_jax.nmf.inputs import check_common, load_checked
 from entropy_jax.nmf.report import stability_markdown as markdown
 from entropy_jax.stores import RunLock, write_json
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,12 +97,8 @@ def main(config: Config) -> dict:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.nmf_stability` in a checkout; installed: `entropy-jax-nmf-stability`)."""
-    runtime.configure()
-    cfg = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():  # a bad flag or a held DIR: error: … and exit 1
-        res = main(cfg)
-    print(markdown(res))
-    print(f"wrote {cfg.out}/stability.json, stability_arrays.npz and figures")
+    command(Config, main, __doc__, args, report=lambda cfg, res: print(
+        f"{markdown(res)}\nwrote {cfg.out}/stability.json, stability_arrays.npz and figures"))
 
 
 if __name__ == "__main__":

@@ -32,10 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import tyro
 
 import entropy_jax
-from entropy_jax import configs, plots, runtime
+from entropy_jax import configs, plots
 from entropy_jax.estimators import study
 from entropy_jax.eval import mcqa_run, strata
 from entropy_jax.thinking import matrix
@@ -43,7 +42,7 @@ from entropy_jax.train import POLICIES, frontier, pipeline
 from entropy_jax.train import evaluate as ev
 from entropy_jax.train.trainer import TrainConfig
 
-from . import generate, maxent_regimes, maxent_table1, nmf_rank, nmf_stability
+from . import command, generate, maxent_regimes, maxent_table1, nmf_rank, nmf_stability
 
 
 @dataclasses.dataclass(frozen=True)
@@ -491,9 +490,7 @@ def main(config: Config) -> Path:
 
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.reproduce` in a checkout; installed: `entropy-jax-reproduce`)."""
-    runtime.configure()
-    path = main(tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0]))
-    print(f"[reproduce] wrote {path}")
+    command(Config, main, __doc__, args, report=lambda cfg, path: print(f"[reproduce] wrote {path}"))
 
 
 if __name__ == "__main__":

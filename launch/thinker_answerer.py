@@ -47,11 +47,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import tyro
-
 from entropy_jax import _validate as check
 from entropy_jax import configs, runtime
 from entropy_jax.thinking import matrix
+
+from . import command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +80,7 @@ def main(config: Config) -> dict:
 def cli(args: list[str] | None = None) -> None:
     """The command line (`python -m launch.thinker_answerer` in a checkout; installed:
     `entropy-jax-thinker-answerer`)."""
-    runtime.configure()
-    config = tyro.cli(Config, args=args, description=__doc__.split("\n\n")[0])
-    with check.cli_errors():
-        main(config)
+    command(Config, main, __doc__, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from tests.subprocess_snippets import SOURCE as HIDE_TORCH
+from tests.subprocess_snippets import xla_flags
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ SCRIPT = HIDE_TORCH + textwrap.dedent(r"""
 
 
 def test_embedded_model_loads_generates_and_scores_without_torch(repo_root):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
     env.pop("PYTHONPATH", None)
     res = subprocess.run([sys.executable, "-c", SCRIPT], check=False, cwd=repo_root, env=env, capture_output=True, text=True,
                          timeout=600)
