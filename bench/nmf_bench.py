@@ -133,11 +133,10 @@ def child_env(devices: int) -> dict[str, str]:
     one-device run really has one.  JAX_PLATFORMS=cpu: the comparison is CPU against CPU on
     the same cores, even on a machine that also has an accelerator.
     """
+    from entropy_jax import runtime  # here: the parent process stays free of jax until a child needs flags
+
     env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
-    if devices > 1:
-        flags.append(f"{_DEVICE_FLAG}={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
+    env["XLA_FLAGS"] = runtime.cpu_device_flags(devices)
     env["JAX_PLATFORMS"] = "cpu"
     return env
 

@@ -69,6 +69,14 @@ def configure(*, cpu_devices: int | str | None = "auto", compilation_cache: bool
     return done
 
 
+def cpu_device_flags(devices: int | None, flags: str | None = None) -> str:
+    """XLA_FLAGS `flags` (default: this process's) with exactly `devices` simulated CPU devices instead of any count
+    they set (None or 1: no count, XLA's one device); for a child process's environment."""
+    flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
+    kept = [f for f in flags.split() if not f.startswith(DEVICE_FLAG)]
+    return " ".join(kept + ([f"{DEVICE_FLAG}={devices}"] if devices is not None and devices > 1 else []))
+
+
 def data_mesh() -> Mesh | None:
     """A 1-D ("data",) mesh over every device of the default backend, or None for one device."""
     devices = jax.devices()

@@ -49,14 +49,3 @@ def paced(*args, on_result, **kw):
 engine.generate = paced
 """
 
-
-def xla_flags(devices: int | None = None) -> str:
-    """The session's XLA_FLAGS (conftest's compile options) for a subprocess, with `devices` simulated CPU devices
-    instead of the session's 8 (None: XLA's default of one)."""
-    import os
-
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
-    if devices is not None:
-        flags.append(f"--xla_force_host_platform_device_count={devices}")
-    return " ".join(flags)

@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
+from entropy_jax import runtime
 from tests.subprocess_snippets import SOURCE as HIDE_TORCH
-from tests.subprocess_snippets import xla_flags
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ SCRIPT = HIDE_TORCH + textwrap.dedent(r"""
 
 
 def test_embedded_model_loads_generates_and_scores_without_torch(repo_root):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=runtime.cpu_device_flags(None))
     env.pop("PYTHONPATH", None)
     res = subprocess.run([sys.executable, "-c", SCRIPT], check=False, cwd=repo_root, env=env, capture_output=True, text=True,
                          timeout=600)

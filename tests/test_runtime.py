@@ -41,3 +41,15 @@ def test_an_explicit_device_count_and_the_cache_switch_win(tmp_path, repo_root):
                ENTROPY_JAX_COMPILATION_CACHE="0")
     assert res["devices"] == 2 and res["done"] == {"cpu_devices": None, "compilation_cache": None}
     assert not (tmp_path / "xla").exists()
+
+
+def test_cpu_device_flags_replace_any_count_and_keep_the_other_flags():
+    from entropy_jax import runtime
+
+    flags = "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8 --xla_dump_to=/tmp/d"
+    kept = "--xla_backend_optimization_level=0 --xla_dump_to=/tmp/d"
+    assert runtime.cpu_device_flags(2, flags) == kept + " --xla_force_host_platform_device_count=2"
+    assert runtime.cpu_device_flags(None, flags) == kept
+    assert runtime.cpu_device_flags(1, flags) == kept
+    assert runtime.cpu_device_flags(3, "") == "--xla_force_host_platform_device_count=3"
+    assert runtime.cpu_device_flags(None) == runtime.cpu_device_flags(None, os.environ.get("XLA_FLAGS", ""))

@@ -22,9 +22,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from entropy_jax import llm
+from entropy_jax import llm, runtime
 from entropy_jax.llm import batch
-from tests.subprocess_snippets import xla_flags
 from tests.train.conftest import tiny_chat_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +59,7 @@ def two_processes(outs: list[Path], gen_args: list[str], ta_args: list[str], tim
     """Processes 0 and 1 of one JAX job, each running `launch.generate` then `launch.thinker_answerer` into its
     own out directory; their outputs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "TPU_"))}
-    env |= {"XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu",
+    env |= {"XLA_FLAGS": runtime.cpu_device_flags(2), "JAX_PLATFORMS": "cpu",
             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{free_port()}", "JAX_NUM_PROCESSES": "2",
             "PYTHONUNBUFFERED": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", BOTH, str(out), "|".join(gen_args), "|".join(ta_args)], cwd=ROOT,
