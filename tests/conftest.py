@@ -12,14 +12,18 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
-# The suite's programs are tiny and compiled once each, so LLVM's optimisation passes cost more than they save:
-# without them the suite's CPU time drops by about a third (measured on 2 cores: the risk, attention, engine and
-# train-step tests). What XLA computes is the same (its HLO passes run as before; LLVM does not reassociate
-# floating point without fast-math, which XLA leaves off), and every comparison in the suite is between programs
-# compiled alike. ENTROPY_JAX_TEST_XLA_OPT=1 keeps the backend's default level (the users' programs).
-_opt = "--xla_backend_optimization_level"
-if os.environ.get("ENTROPY_JAX_TEST_XLA_OPT", "0") != "1" and _opt not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += f" {_opt}=0"
+# The suite's programs are tiny and compiled once each (hundreds of them op by op, in the no-jit paths), so the
+# CPU compiler's fixed cost per program dominates: LLVM's optimisation passes and the MLIR fusion emitters (the
+# legacy elemental emitters take half the time per small program) cost more than they save. Measured on 2 idle
+# cores: 1033 s of pytest with the defaults, 908 s without LLVM's passes, 664 s with the legacy emitters too
+# (backend compilation 714 → 353 CPU-s over the suite). What XLA computes is the same operations in
+# the same order (its HLO passes run as before; no fast-math), and every comparison in the suite is against an
+# independent reference at its tolerance or between programs compiled alike. ENTROPY_JAX_TEST_XLA_OPT=1 keeps
+# the backend's defaults (the users' programs).
+if os.environ.get("ENTROPY_JAX_TEST_XLA_OPT", "0") != "1":
+    for _name, _value in (("--xla_backend_optimization_level", "0"), ("--xla_cpu_use_fusion_emitters", "false")):
+        if _name not in os.environ["XLA_FLAGS"]:
+            os.environ["XLA_FLAGS"] += f" {_name}={_value}"
 
 # One persistent compilation cache for the whole session, shared by the xdist workers, the launchers run as
 # subprocesses (entropy_jax.runtime.configure reads ENTROPY_JAX_CACHE) and the notebook kernels (JAX reads the

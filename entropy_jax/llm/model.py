@@ -25,6 +25,7 @@ adapters never forms a gradient of W (the fine-tuning path of `entropy_jax.train
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -304,7 +305,15 @@ def init_params(config: LlmConfig, key: jax.Array, dtype=jnp.float32,
 def abstract(config: LlmConfig, dtype=jnp.float32, lora: LoraSpec | None = None,
              attention: AttentionConfig = DEFAULT_ATTENTION):
     """(graphdef, params of jax.ShapeDtypeStruct) without allocating anything (with adapters under `lora`,
-    attention implementation `attention`)."""
+    attention implementation `attention`). The params dict is the caller's own (a fresh tree each call)."""
+    graphdef, shapes = _abstract(config, jnp.dtype(dtype), lora, attention)
+    return graphdef, jax.tree.map(lambda s: s, shapes)
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract(config: LlmConfig, dtype, lora: LoraSpec | None, attention: AttentionConfig):
+    # Tracing the constructor of a 30-layer decoder takes ~2 s on CPU and its result depends on these hashable
+    # statics alone; every load, train step and memory plan asks for it again.
     model = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0), lora=lora, attention=attention))
     graphdef, state = nnx.split(model)
     return graphdef, nnx.to_pure_dict(state)

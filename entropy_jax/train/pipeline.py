@@ -208,25 +208,33 @@ def _bar(progress: bool, total: int, desc: str):
 
 
 def gate(config: FinetuneConfig, lm, train, out: Path, *, progress: bool = False,
-         fmt: prompts.PromptFormat | None = None) -> gating.Bands:
+         fmt: prompts.PromptFormat | None = None, reuse: dict | None = None) -> gating.Bands:
     """Step 1: answer-step entropy of every training question under the student (cached in OUT/gating.json, with
-    the prompt format it was read with)."""
+    the prompt format it was read with). `reuse`: records already computed for the same key by another run of a
+    sweep (`run`)."""
     fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
     path = out / "gating.json"
     cached = read_json(path)
     prompt = {"prompt": config.prompt, "instruction": config.instruction} | fmt.record()
     key = {"content": digest([(q.id, mcqa.content_hash(q)) for q in train]), "student": digest(
         api.fingerprint(config.student)), "labels": config.labels, "prompt_format": prompt}
-    if cached and cached.get("ids") == [q.id for q in train] and cached.get("key") == key:
+    ids = [q.id for q in train]
+    shared = reuse.get(("gating", digest({"ids": ids, "key": key}))) if reuse is not None else None
+    if cached and cached.get("ids") == ids and cached.get("key") == key:
         entropy = cached["entropy"]
+    elif shared is not None:
+        write_json(path, shared)
+        entropy = shared["entropy"]
     else:
         with _bar(progress, len(train), "gating (student entropy)") as bar:
             scores = gating.answer_entropies(lm, train, batch_size=config.score_batch, style=config.labels,
                                              progress=bar.update, fmt=fmt)
         entropy = [scores[q.id].entropy for q in train]
-        write_json(path, {"ids": [q.id for q in train], "key": key, "entropy": entropy,
-                          "correct": [scores[q.id].pred == q.answer for q in train],
-                          "entropy_settings": dict(scoring.entropy_settings(lm))})
+        record = {"ids": ids, "key": key, "entropy": entropy, "correct": [scores[q.id].pred == q.answer for q in train],
+                  "entropy_settings": dict(scoring.entropy_settings(lm))}
+        write_json(path, record)
+        if reuse is not None:
+            reuse[("gating", digest({"ids": ids, "key": key}))] = record
     return gating.split([q.id for q in train], entropy, hard_quantile=config.hard_quantile,
                         threshold=config.threshold)
 
@@ -258,11 +266,14 @@ def teacher_accounting(ts: traces.TraceSet, out: Path, key: str) -> traces.Trace
 
 
 def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, resume: bool = False,
-        progress: bool = False) -> dict:
+        progress: bool = False, reuse: dict | None = None) -> dict:
     """Run one policy end to end into OUT and return its summary (also OUT/summary.json).
 
     `student`: an already loaded `LanguageModel` (a sweep loads it once) instead of loading `config.student`
-    on `mesh`. `resume`: continue a killed run from its last checkpoint (same settings required). OUT is held
+    on `mesh`. `resume`: continue a killed run from its last checkpoint (same settings required). `reuse`: a
+    dict the runs of a sweep share, where the results that depend on their common inputs alone (the gating
+    entropies, the untrained evaluation) are kept under their content keys and copied into each OUT instead of
+    computed again (`sweep` passes one; the files are the same as computed). OUT is held
     by a `RunLock` for the call. `summary["status"]` is "finished" or "interrupted" (SIGTERM/SIGINT; then
     `summary["signal"]` is the signal number).
     """
@@ -302,7 +313,7 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
             raise check.ConfigError(f"--train-data: no {'training' if not train else 'held-out'} question fits the "
                                     f"context of --student {config.student} ({context} positions)")
 
-        bands = gate(config, lm, train, out, progress=progress, fmt=fmt)
+        bands = gate(config, lm, train, out, progress=progress, fmt=fmt, reuse=reuse)
         needs_cot = config.policy not in ("sft", "curriculum")
         ts = (teacher_accounting(teacher_traces(config, train, out, mesh=mesh, progress=progress), out, identity)
               if needs_cot else traces.TraceSet({}, "none"))
@@ -342,13 +353,20 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
         base_key = {"content": digest([(q.id, mcqa.content_hash(q)) for q in evals]),
                     "student": digest(inputs["student"]), "labels": config.labels, "prompt_format": fmt.record()}
         saved = read_json(base_path)
+        shared = reuse.get(("base_eval", digest(base_key))) if reuse is not None else None
         if saved and saved.get("key") == base_key:
             base = saved["metrics"]
+        elif shared is not None:
+            write_json(base_path, shared)
+            base = shared["metrics"]
         else:
             base_rows: list = []
             base = ev.answer_accuracy(lm, evals, batch_size=config.score_batch, style=config.labels, rows=base_rows,
                                       fmt=fmt)
-            write_json(base_path, {"metrics": base, "key": base_key, "rows": base_rows})
+            record = {"metrics": base, "key": base_key, "rows": base_rows}
+            write_json(base_path, record)
+            if reuse is not None:
+                reuse[("base_eval", digest(base_key))] = record
 
         t_train = time.perf_counter()
         result = trainer.fit(lm, epoch_examples, train_cfg, out, evaluate=evaluate, resume=resume, progress=progress,
@@ -389,12 +407,15 @@ def sweep(base: FinetuneConfig, out: str | Path, *, policies: tuple[str, ...] = 
     """Every policy of `policies` with the settings of `base`, into OUT/<policy>/, then the accuracy–token
     frontier of OUT (`frontier.run`). `student` (loaded once, e.g. on a mesh) is shared by the runs, so their
     train step compiles once when `base.train.min_loss_slots` gives them one loss-slot count. Only the policies
-    in `export` are exported. Returns {"runs": [summary, …], "frontier": frontier result}."""
+    in `export` are exported. The gating entropies and the untrained evaluation, the same for every policy, are
+    computed by the first run and copied by the others (`run`'s `reuse`). Returns {"runs": [summary, …],
+    "frontier": frontier result}."""
     out = Path(out)
     summaries = []
+    reuse: dict = {}
     for name in policies:
         cfg = dataclasses.replace(base, policy=name, export=name in export)
-        summaries.append(run(cfg, out / name, student=student, mesh=mesh, progress=progress))
+        summaries.append(run(cfg, out / name, student=student, mesh=mesh, progress=progress, reuse=reuse))
     return {"runs": summaries, "frontier": frontier.run(out)}
 
 

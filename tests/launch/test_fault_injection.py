@@ -1,6 +1,6 @@
 """Kill -9 at random points, resume, and end with the files of an uninterrupted run; and the faults a user meets
-beside kills: a second process on one --out, a torn line in a trace cache, a damaged checkpoint, a training file
-edited under a killed fine-tune.
+beside kills: a SIGTERM (graceful: save, exit 143, resume), a second process on one --out, a torn line in a trace
+cache, a damaged checkpoint, a training file edited under a killed fine-tune.
 
 For each resumable launcher — a scoring run (`launch.mcqa_entropy`), a fine-tune with a checkpoint every two
 steps (`launch.finetune --resume`) and a thinker × answerer run with a model thinker (`launch.thinker_answerer`) — a
@@ -333,6 +333,44 @@ def test_killed_at_random_points_then_resumed_ends_with_the_uninterrupted_files(
         assert len(leaves_a) == len(leaves_b) > 10
         for x, y in zip(leaves_a, leaves_b):
             assert np.array_equal(np.asarray(x), np.asarray(y)), killed
+
+
+def test_sigterm_saves_and_exits_then_a_resume_ends_with_the_uninterrupted_files(setup, reference, launcher, tmp_path):
+    # A SIGTERM (a scheduler's preemption notice) is graceful, unlike the kills above: the fine-tune saves at its
+    # current step, says how to resume and exits 128 + 15; a resume with other settings is refused; the same
+    # command then ends with the uninterrupted run's files and arrays.
+    import jax
+
+    _, spec = setup
+    module, args, progress, _ = spec["finetune"]
+    ref = reference("finetune")
+    total = progress(ref)
+    out = tmp_path / "out"
+    log = tmp_path / "term.log"
+    pid = launcher.start(module, args(out), log)
+    rc = launcher.until(pid, lambda: _holds(out, pid) and progress(out) >= 1, log)
+    assert rc is None, f"the run ended (exit {rc}) before its first step was logged: {log.read_text()}"
+    os.kill(pid, signal.SIGTERM)
+    rc = launcher.wait(pid)
+    text = log.read_text()
+    assert rc == 128 + signal.SIGTERM, text
+    assert "resume with --resume" in text
+    status = json.loads((out / "summary.json").read_text())
+    assert status["status"] == "interrupted" and 1 <= status["global_step"] < total
+
+    other = [str(a) for a in args(out)]
+    other[other.index("--train.lr") + 1] = "1e-3"
+    log = tmp_path / "other.log"
+    assert launcher.wait(launcher.start(module, other, log)) == 1, log.read_text()
+    assert "other settings" in log.read_text()
+
+    log = tmp_path / "resume.log"
+    assert launcher.wait(launcher.start(module, args(out), log)) == 0, log.read_text()
+    assert snapshot(out, "finetune") == snapshot(ref, "finetune")
+    (steps_a, a_step, a), (steps_b, b_step, b) = _newest_checkpoint(ref), _newest_checkpoint(out)
+    assert a_step == b_step == total and steps_a == steps_b
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
 def _holds(out: Path, pid: int) -> bool:

@@ -51,6 +51,24 @@ def test_presets_build_abstract_models():
     assert abs(sum(np.prod(a.shape) for a in jax.tree.leaves(abstract)) - 596e6) < 2e6  # Qwen3-0.6B: 0.6B
 
 
+def test_abstract_is_memoised_but_hands_out_its_own_tree():
+    from flax import nnx
+
+    from entropy_jax.llm import model
+
+    config = llm.LlmConfig.smollm2_135m().replace(num_layers=2)
+    graphdef, shapes = model.abstract(config, "bfloat16")
+    again_graphdef, again = model.abstract(config, jnp.bfloat16)  # the same dtype spelt another way
+    assert again_graphdef is graphdef and again == shapes and again is not shapes
+    again["embed"] = None  # a caller editing its tree does not reach the next caller's
+    assert model.abstract(config, np.dtype("bfloat16"))[1] == shapes
+    # equal to building it afresh, and a different dtype is a different entry
+    fresh = nnx.eval_shape(lambda: model.Decoder(config, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), nnx.to_pure_dict(nnx.split(fresh)[1])) == \
+        jax.tree.map(lambda a: (a.shape, a.dtype), shapes)
+    assert {a.dtype for a in jax.tree.leaves(model.abstract(config, "float32")[1])} == {np.dtype("float32")}
+
+
 def test_forward_jit_equals_no_jit(tiny, rng):
     lm = llm.load(tiny("qwen3"))
     _, ids, mask = ragged_batch(rng, [7, 4])
