@@ -6,11 +6,12 @@ Commands:
     python -m launch.reproduce --smoke --out results-smoke/   # `make demo-smoke` (CI): every section, toy sizes
     python -m launch.reproduce --out results/           # the paper-size settings
 
-Runtime on 2 idle CPU cores: --quick 11 minutes (663 s measured; Chapter 1: Table 1 at the paper's 10² × 10²,
-regimes at reduced size; Chapter 2: rank scan 2–32 with 4 seeds; LLM core: one SmolLM2 answer with
-per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by SmolLM2 and 48 judged, ~1 min;
-Chapter 4: six full fine-tuning runs of SmolLM2 on 12 demo questions, 2 epochs each, 330 s; Chapter 5:
-thinkers none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, ~3 min);
+Runtime on 2 idle CPU cores: --quick about 9.5 minutes (563 s measured; Chapter 1: Table 1 at the paper's
+10² × 10², 5 s, regimes at reduced size, 15 s; Chapter 2: rank scan 2–32 with 4 seeds, 12 s, stability 5 s; LLM
+core: one SmolLM2 answer with per-token entropy, ~25 s; Chapter 3: 160 of the 480 demo questions scored by
+SmolLM2 (39 s) and 48 judged (33 s); Chapter 4: six full fine-tuning runs of SmolLM2 on 12 demo questions,
+2 epochs each, 305 s (gating and the untrained evaluation computed once for the sweep); Chapter 5: thinkers
+none/gold/shuffled/SmolLM2 × answerer SmolLM2 on 32 questions, 140 s);
 without --quick, hours on 2 CPU cores (Chapters 4 and 5 at full size are meant for a GPU). Each chapter is
 a function below that builds its configs, runs them into OUT/<chapter>/ (Chapters 3–5 through the library:
 `eval.mcqa_run`, `eval.strata`, `train.pipeline`, `thinking.matrix`; Chapters 1–2 and the LLM core through
