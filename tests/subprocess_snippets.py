@@ -48,4 +48,3 @@ def paced(*args, on_result, **kw):
     return _generate(*args, on_result=each, **kw)
 engine.generate = paced
 """
-

@@ -207,36 +207,44 @@ def _bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="q", disable=not progress)
 
 
+def _keyed(path: Path, match: dict, reuse: dict | None, compute) -> dict:
+    """The record in `path` when its fields equal `match`; else the record another run of a sweep made for the
+    same `match` (`reuse`), copied into `path`; else `compute()` (a record holding `match`), written to `path`
+    and offered to the sweep's later runs."""
+    saved = read_json(path)
+    if saved and all(saved.get(k) == v for k, v in match.items()):
+        return saved
+    name = (path.name, digest(match))
+    record = reuse.get(name) if reuse is not None else None
+    if record is None:
+        record = compute()
+    write_json(path, record)
+    if reuse is not None:
+        reuse[name] = record
+    return record
+
+
 def gate(config: FinetuneConfig, lm, train, out: Path, *, progress: bool = False,
          fmt: prompts.PromptFormat | None = None, reuse: dict | None = None) -> gating.Bands:
     """Step 1: answer-step entropy of every training question under the student (cached in OUT/gating.json, with
     the prompt format it was read with). `reuse`: records already computed for the same key by another run of a
     sweep (`run`)."""
     fmt = fmt if fmt is not None else prompts.PromptFormat.of(config)
-    path = out / "gating.json"
-    cached = read_json(path)
     prompt = {"prompt": config.prompt, "instruction": config.instruction} | fmt.record()
     key = {"content": digest([(q.id, mcqa.content_hash(q)) for q in train]), "student": digest(
         api.fingerprint(config.student)), "labels": config.labels, "prompt_format": prompt}
-    ids = [q.id for q in train]
-    shared = reuse.get(("gating", digest({"ids": ids, "key": key}))) if reuse is not None else None
-    if cached and cached.get("ids") == ids and cached.get("key") == key:
-        entropy = cached["entropy"]
-    elif shared is not None:
-        write_json(path, shared)
-        entropy = shared["entropy"]
-    else:
+    match = {"ids": [q.id for q in train], "key": key}
+
+    def score() -> dict:
         with _bar(progress, len(train), "gating (student entropy)") as bar:
             scores = gating.answer_entropies(lm, train, batch_size=config.score_batch, style=config.labels,
                                              progress=bar.update, fmt=fmt)
-        entropy = [scores[q.id].entropy for q in train]
-        record = {"ids": ids, "key": key, "entropy": entropy, "correct": [scores[q.id].pred == q.answer for q in train],
-                  "entropy_settings": dict(scoring.entropy_settings(lm))}
-        write_json(path, record)
-        if reuse is not None:
-            reuse[("gating", digest({"ids": ids, "key": key}))] = record
-    return gating.split([q.id for q in train], entropy, hard_quantile=config.hard_quantile,
-                        threshold=config.threshold)
+        return match | {"entropy": [scores[q.id].entropy for q in train],
+                        "correct": [scores[q.id].pred == q.answer for q in train],
+                        "entropy_settings": dict(scoring.entropy_settings(lm))}
+
+    entropy = _keyed(out / "gating.json", match, reuse, score)["entropy"]
+    return gating.split(match["ids"], entropy, hard_quantile=config.hard_quantile, threshold=config.threshold)
 
 
 def teacher_traces(config: FinetuneConfig, train, out: Path, *, mesh=None, progress: bool = False) -> traces.TraceSet:
@@ -349,24 +357,16 @@ def run(config: FinetuneConfig, out: str | Path, *, student=None, mesh=None, res
             write_json(out / "eval" / f"epoch_{epoch + 1:03d}.json", {"metrics": res, "rows": rows})
             return res
 
-        base_path = out / "eval" / "epoch_000.json"
         base_key = {"content": digest([(q.id, mcqa.content_hash(q)) for q in evals]),
                     "student": digest(inputs["student"]), "labels": config.labels, "prompt_format": fmt.record()}
-        saved = read_json(base_path)
-        shared = reuse.get(("base_eval", digest(base_key))) if reuse is not None else None
-        if saved and saved.get("key") == base_key:
-            base = saved["metrics"]
-        elif shared is not None:
-            write_json(base_path, shared)
-            base = shared["metrics"]
-        else:
-            base_rows: list = []
-            base = ev.answer_accuracy(lm, evals, batch_size=config.score_batch, style=config.labels, rows=base_rows,
-                                      fmt=fmt)
-            record = {"metrics": base, "key": base_key, "rows": base_rows}
-            write_json(base_path, record)
-            if reuse is not None:
-                reuse[("base_eval", digest(base_key))] = record
+
+        def evaluate_base() -> dict:
+            rows: list = []
+            metrics = ev.answer_accuracy(lm, evals, batch_size=config.score_batch, style=config.labels, rows=rows,
+                                         fmt=fmt)
+            return {"metrics": metrics, "key": base_key, "rows": rows}
+
+        base = _keyed(out / "eval" / "epoch_000.json", {"key": base_key}, reuse, evaluate_base)["metrics"]
 
         t_train = time.perf_counter()
         result = trainer.fit(lm, epoch_examples, train_cfg, out, evaluate=evaluate, resume=resume, progress=progress,
